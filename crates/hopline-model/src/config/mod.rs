@@ -1,0 +1,390 @@
+//! The pipeline config: one YAML file that names the app, the scenario, how it runs, its
+//! source and sink, and its nodes in order with their params.
+//!
+//! Validation is strict and happens before any input is read: unknown keys, wrong types and
+//! invalid values are refused with the file, the key path, the line and what was expected.
+//! Node params are kept as a positioned tree and read by each node kind when the pipeline is
+//! built (see [`crate::registry`]), so their errors carry the same detail.
+//!
+//! ```yaml
+//! app: fund_load
+//! scenario: baseline
+//! runtime:
+//!   profile: memory
+//! source: { kind: ndjson, path: input.txt }
+//! sink: { kind: ndjson, path: "-" }
+//! nodes:
+//!   - kind: parse
+//!   - kind: policies
+//!     params: { daily_amount: 5000.00 }
+//! ```
+
+mod de;
+pub mod tree;
+
+use std::fmt;
+
+use serde::Deserialize;
+use serde::de::{DeserializeOwned, IgnoredAny};
+
+pub use de::DeError;
+pub use tree::{Pos, Yaml};
+
+/// A validated pipeline config. Adapter paths are as written (relative to the config file).
+#[derive(Debug, Clone)]
+pub struct PipelineConfig {
+    /// Where the config came from, as it appears in messages (usually the file path).
+    pub origin: String,
+    pub app: String,
+    pub scenario: String,
+    pub description: Option<String>,
+    pub runtime: RuntimeConfig,
+    pub source: AdapterConfig,
+    pub sink: AdapterConfig,
+    pub nodes: Vec<NodeSpec>,
+}
+
+/// `runtime:`: how the pipeline runs.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuntimeConfig {
+    #[serde(default)]
+    pub profile: Profile,
+    /// Envelopes read from the source and pushed through the nodes at a time.
+    #[serde(default = "RuntimeConfig::default_batch_size", deserialize_with = "batch_size")]
+    pub batch_size: usize,
+}
+
+impl RuntimeConfig {
+    /// Largest accepted `batch_size`: bounds the memory one batch can hold.
+    pub const MAX_BATCH_SIZE: usize = 65_536;
+
+    fn default_batch_size() -> usize {
+        1024
+    }
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        RuntimeConfig { profile: Profile::default(), batch_size: Self::default_batch_size() }
+    }
+}
+
+fn batch_size<'de, D: serde::Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
+    let n = u64::deserialize(d)?;
+    if n == 0 || n > RuntimeConfig::MAX_BATCH_SIZE as u64 {
+        return Err(serde::de::Error::custom(format_args!(
+            "expected a batch size from 1 to {}, found {n}",
+            RuntimeConfig::MAX_BATCH_SIZE
+        )));
+    }
+    Ok(n as usize)
+}
+
+/// How a pipeline runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Profile {
+    /// Every node in one process, one thread, deterministic.
+    #[default]
+    Memory,
+}
+
+/// `source:` and `sink:`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdapterConfig {
+    pub kind: AdapterKind,
+    /// A file path, relative to the config file's folder, or `-` for stdin/stdout.
+    pub path: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AdapterKind {
+    /// Newline-delimited JSON: one record a line.
+    Ndjson,
+}
+
+/// One entry of `nodes:`.
+#[derive(Debug, Clone)]
+pub struct NodeSpec {
+    /// The registered node kind.
+    pub kind: String,
+    /// Unique instance name; the kind unless `name:` is given.
+    pub name: String,
+    pub params: Params,
+    /// Position of the `kind:` value, for errors about the kind.
+    pub kind_pos: Pos,
+    /// Key path of this entry (`nodes[3]`).
+    pub path: String,
+}
+
+/// A node's `params:` map, kept with its positions until the node kind reads it.
+#[derive(Debug, Clone)]
+pub struct Params {
+    tree: Yaml,
+    path: String,
+    origin: String,
+}
+
+impl Params {
+    /// Params from a YAML snippet, for tests and for nodes built outside a config file.
+    pub fn from_yaml(origin: &str, text: &str) -> Result<Params, ConfigError> {
+        let tree = tree::parse(text).map_err(|e| ConfigError::at(origin, "params", e.pos, e.message))?;
+        Ok(Params { tree, path: "params".into(), origin: origin.into() })
+    }
+
+    /// No params (an absent `params:` key).
+    pub fn empty() -> Params {
+        Params { tree: Yaml::null(Pos::default()), path: "params".into(), origin: String::new() }
+    }
+
+    /// Reads the params into a node's typed params struct. An absent `params:` reads as an
+    /// empty map, so a struct whose fields all have defaults needs none.
+    pub fn read<T: DeserializeOwned>(&self) -> Result<T, ConfigError> {
+        let empty;
+        let node = match self.tree.resolve() {
+            Some(tree::Resolved::Null) => {
+                empty = Yaml { value: tree::YamlValue::Map(Vec::new()), pos: self.tree.pos };
+                &empty
+            }
+            _ => &self.tree,
+        };
+        de::from_tree(node, &self.path).map_err(|e| ConfigError::from_de(&self.origin, e))
+    }
+
+    /// The params as a tree.
+    pub fn tree(&self) -> &Yaml {
+        &self.tree
+    }
+}
+
+/// A config that cannot be used: where, and what was expected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ConfigError {
+    /// The file (or other origin) of the config.
+    pub origin: String,
+    /// Key path such as `nodes[4].params.daily_amount`; empty for the whole document.
+    pub path: String,
+    pub pos: Option<Pos>,
+    pub message: String,
+}
+
+impl ConfigError {
+    pub fn at(origin: &str, path: &str, pos: Pos, message: impl Into<String>) -> Self {
+        ConfigError { origin: origin.into(), path: path.into(), pos: Some(pos), message: message.into() }
+    }
+
+    fn from_de(origin: &str, e: DeError) -> Self {
+        ConfigError { origin: origin.into(), path: e.path.unwrap_or_default(), pos: e.pos, message: e.message }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.origin)?;
+        if let Some(pos) = self.pos {
+            write!(f, ":{}:{}", pos.line, pos.col)?;
+        }
+        let path = if self.path.is_empty() { "(top level)" } else { &self.path };
+        write!(f, ": {path}: {}", self.message)
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    app: Name,
+    scenario: Name,
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(default)]
+    runtime: RuntimeConfig,
+    source: AdapterConfig,
+    sink: AdapterConfig,
+    nodes: Vec<RawNodeSpec>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNodeSpec {
+    kind: Name,
+    #[serde(default)]
+    name: Option<Name>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    params: IgnoredAny,
+}
+
+/// A name for an app, scenario, node kind or node: `[a-z0-9_-]`, starting with a letter.
+struct Name(String);
+
+impl<'de> Deserialize<'de> for Name {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        let mut chars = s.chars();
+        let ok = chars.next().is_some_and(|c| c.is_ascii_lowercase())
+            && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-');
+        if !ok {
+            return Err(serde::de::Error::custom(format_args!(
+                "expected a name of lowercase letters, digits, `_` and `-`, starting with a letter; found {s:?}"
+            )));
+        }
+        Ok(Name(s))
+    }
+}
+
+impl PipelineConfig {
+    /// Parses and validates a config. `origin` names it in error messages.
+    pub fn from_yaml(origin: &str, text: &str) -> Result<PipelineConfig, ConfigError> {
+        let tree = tree::parse(text).map_err(|e| ConfigError::at(origin, "", e.pos, e.message))?;
+        if !matches!(tree.value, tree::YamlValue::Map(_)) {
+            return Err(ConfigError::at(
+                origin,
+                "",
+                tree.pos,
+                format!("expected a map with app, scenario, runtime, source, sink and nodes; found {}", tree.describe()),
+            ));
+        }
+        let raw: RawConfig = de::from_tree(&tree, "").map_err(|e| ConfigError::from_de(origin, e))?;
+        let items = match tree.get("nodes").map(|n| &n.value) {
+            Some(tree::YamlValue::Seq(items)) => items,
+            _ => unreachable!("nodes was read as a list"),
+        };
+        let mut nodes: Vec<NodeSpec> = Vec::with_capacity(raw.nodes.len());
+        for (i, (spec, item)) in raw.nodes.into_iter().zip(items).enumerate() {
+            let path = format!("nodes[{i}]");
+            let name = spec.name.map(|n| n.0).unwrap_or_else(|| spec.kind.0.clone());
+            let kind_pos = item.get("kind").map(|k| k.pos).unwrap_or(item.pos);
+            if let Some(first) = nodes.iter().find(|n| n.name == name) {
+                let at = item.get("name").map(|k| k.pos).unwrap_or(kind_pos);
+                return Err(ConfigError::at(
+                    origin,
+                    &format!("{path}.name"),
+                    at,
+                    format!(
+                        "two nodes are named `{name}` ({} and this one); give one a distinct `name:`",
+                        first.path
+                    ),
+                ));
+            }
+            let params = Params {
+                tree: item.get("params").cloned().unwrap_or_else(|| Yaml::null(item.pos)),
+                path: format!("{path}.params"),
+                origin: origin.into(),
+            };
+            nodes.push(NodeSpec { kind: spec.kind.0, name, params, kind_pos, path });
+        }
+        Ok(PipelineConfig {
+            origin: origin.into(),
+            app: raw.app.0,
+            scenario: raw.scenario.0,
+            description: raw.description,
+            runtime: raw.runtime,
+            source: raw.source,
+            sink: raw.sink,
+            nodes,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = "\
+app: demo
+scenario: baseline
+runtime:
+  profile: memory
+source: { kind: ndjson, path: in.txt }
+sink:
+  kind: ndjson
+  path: '-'
+nodes:
+  - kind: parse
+  - kind: limit
+    params:
+      max: 3
+";
+
+    #[test]
+    fn good_config_reads_with_node_params_kept_for_later() {
+        let config = PipelineConfig::from_yaml("demo.yml", GOOD).unwrap();
+        assert_eq!(config.app, "demo");
+        assert_eq!(config.runtime.batch_size, 1024);
+        assert_eq!(config.sink.path, "-");
+        assert_eq!(config.nodes.len(), 2);
+        assert_eq!(config.nodes[1].name, "limit");
+        assert_eq!(config.nodes[1].kind_pos.line, 11);
+        #[derive(Deserialize)]
+        struct Limit {
+            max: u32,
+        }
+        assert_eq!(config.nodes[1].params.read::<Limit>().unwrap().max, 3);
+    }
+
+    #[test]
+    fn typo_in_a_key_names_file_path_and_line() {
+        let text = GOOD.replace("  profile: memory", "  profil: memory");
+        let err = PipelineConfig::from_yaml("demo.yml", &text).unwrap_err();
+        assert_eq!(err.path, "runtime.profil");
+        assert_eq!(err.pos.unwrap().line, 4);
+        let shown = err.to_string();
+        assert!(shown.starts_with("demo.yml:4:3: runtime.profil: unknown field `profil`"), "{shown}");
+        assert!(shown.contains("expected `profile` or `batch_size`"), "{shown}");
+    }
+
+    #[test]
+    fn unknown_profile_lists_what_is_expected() {
+        let text = GOOD.replace("profile: memory", "profile: cluster");
+        let err = PipelineConfig::from_yaml("demo.yml", &text).unwrap_err();
+        assert_eq!(err.path, "runtime.profile");
+        assert!(err.message.contains("expected variant `memory`") || err.message.contains("`memory`"), "{err}");
+    }
+
+    #[test]
+    fn missing_section_is_named() {
+        let text = GOOD.replace("scenario: baseline\n", "");
+        let err = PipelineConfig::from_yaml("demo.yml", &text).unwrap_err();
+        assert!(err.message.contains("missing field `scenario`"), "{err}");
+        assert_eq!(err.pos.unwrap().line, 1);
+    }
+
+    #[test]
+    fn zero_batch_size_is_refused() {
+        let text = GOOD.replace("  profile: memory", "  profile: memory\n  batch_size: 0");
+        let err = PipelineConfig::from_yaml("demo.yml", &text).unwrap_err();
+        assert_eq!(err.path, "runtime.batch_size");
+        assert!(err.message.contains("from 1 to 65536"), "{err}");
+    }
+
+    #[test]
+    fn two_nodes_with_one_name_are_refused() {
+        let text = GOOD.replace("  - kind: limit", "  - kind: parse");
+        let err = PipelineConfig::from_yaml("demo.yml", &text).unwrap_err();
+        assert_eq!(err.path, "nodes[1].name");
+        assert!(err.message.contains("two nodes are named `parse`"), "{err}");
+    }
+
+    #[test]
+    fn params_with_wrong_type_point_at_the_value() {
+        let text = GOOD.replace("max: 3", "max: lots");
+        let config = PipelineConfig::from_yaml("demo.yml", &text).unwrap();
+        #[derive(Debug, Deserialize)]
+        #[allow(dead_code)]
+        struct Limit {
+            max: u32,
+        }
+        let err = config.nodes[1].params.read::<Limit>().unwrap_err();
+        assert_eq!(err.path, "nodes[1].params.max");
+        assert_eq!(err.pos.unwrap().line, 13);
+    }
+
+    #[test]
+    fn a_document_that_is_not_a_map_is_refused() {
+        let err = PipelineConfig::from_yaml("demo.yml", "- 1\n- 2\n").unwrap_err();
+        assert!(err.message.contains("expected a map"), "{err}");
+    }
+}

@@ -1,0 +1,19 @@
+//! hopline's model: the vocabulary every other crate speaks, with no I/O.
+//!
+//! - [`envelope`]: one event in flight, its payload and the header that travels with it
+//!   (sequence number, correlation id, trace context, route).
+//! - [`node`]: one step of a pipeline, the context it receives and what it may report.
+//! - [`registry`]: node kinds by name, and the checks that turn a config into a [`Pipeline`].
+//! - [`config`]: the YAML pipeline config, strictly validated, every error with file, key path and line.
+//!
+//! Nothing here reads a file, opens a socket or starts a thread: the runtime does that.
+
+pub mod config;
+pub mod envelope;
+pub mod node;
+pub mod registry;
+
+pub use config::{ConfigError, Params, PipelineConfig};
+pub use envelope::{CorrelationId, Envelope, EnvelopeHeader, Route, TraceContext};
+pub use node::{Context, Emit, Incident, LineMessage, Message, Node, NodeError, NodeInfo, NodeReport};
+pub use registry::{NodeKind, Pipeline, Registry, Stage};

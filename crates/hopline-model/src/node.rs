@@ -1,0 +1,201 @@
+//! Nodes: the steps of a pipeline.
+//!
+//! A node consumes one typed message at a time and emits zero or more typed messages. It may
+//! keep state between messages; that state belongs to the node alone (no two nodes share
+//! state), which is what lets the runtime place any node in any process group and still give
+//! byte-identical output. Nodes never know the profile they run under.
+
+use std::fmt;
+
+use crate::config::Params;
+use crate::envelope::{CorrelationId, Envelope, EnvelopeHeader};
+
+/// The payload type of one application: usually an enum with one variant per message kind.
+///
+/// Kinds are short names (`line`, `attempt`, `decision`, ...) that node kinds declare they
+/// consume and emit, so that a pipeline config is type-checked before any input is read.
+pub trait Message: Send + Sized + 'static {
+    /// The kind of this message, as node kinds name it in `consumes` and `emits`.
+    fn kind(&self) -> &'static str;
+}
+
+/// A message type that line-oriented adapters (NDJSON source and sink) can carry.
+///
+/// A line source emits messages of kind [`LineMessage::LINE`]; a line sink accepts messages
+/// of kind [`LineMessage::RECORD`] and writes their bytes followed by a newline.
+pub trait LineMessage: Message {
+    /// Kind of the messages a line source emits.
+    const LINE: &'static str = "line";
+    /// Kind of the messages a line sink writes.
+    const RECORD: &'static str = "record";
+
+    /// Wraps one input line (without its line terminator).
+    fn from_line(line: bytes::Bytes) -> Self;
+
+    /// The bytes to write for this message, if it is a record.
+    fn record(&self) -> Option<&[u8]>;
+}
+
+/// Static facts about one node instance in a pipeline.
+#[derive(Debug, Clone)]
+pub struct NodeInfo {
+    /// Instance name, unique in the pipeline (defaults to the kind).
+    pub name: String,
+    /// Registered kind.
+    pub kind: &'static str,
+    /// Position in the pipeline's node list.
+    pub index: usize,
+    /// The node's params as written in the config.
+    pub params: Params,
+}
+
+/// What a node sees beside the message: the envelope header and its own identity and params.
+pub struct Context<'a> {
+    header: &'a EnvelopeHeader,
+    node: &'a NodeInfo,
+}
+
+impl<'a> Context<'a> {
+    pub fn new(header: &'a EnvelopeHeader, node: &'a NodeInfo) -> Self {
+        Context { header, node }
+    }
+
+    /// The envelope's sequence number (for line sources: the 1-based line number).
+    pub fn seq(&self) -> u64 {
+        self.header.seq
+    }
+
+    pub fn correlation_id(&self) -> CorrelationId {
+        self.header.correlation_id
+    }
+
+    pub fn header(&self) -> &EnvelopeHeader {
+        self.header
+    }
+
+    pub fn node(&self) -> &NodeInfo {
+        self.node
+    }
+
+    /// The node's params as written in the config (nodes usually read them once, at build).
+    pub fn params(&self) -> &Params {
+        &self.node.params
+    }
+}
+
+/// Where a node puts what it emits. Every emitted message inherits the input's header.
+pub struct Emit<'a, M> {
+    out: &'a mut Vec<Envelope<M>>,
+    header: EnvelopeHeader,
+}
+
+impl<'a, M> Emit<'a, M> {
+    pub fn new(out: &'a mut Vec<Envelope<M>>, header: EnvelopeHeader) -> Self {
+        Emit { out, header }
+    }
+
+    #[inline]
+    pub fn emit(&mut self, message: M) {
+        self.out.push(Envelope { header: self.header, payload: message });
+    }
+}
+
+/// A node's failure on one message. The runtime adds the node and the sequence number.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NodeError {
+    /// The node received a kind of message it does not handle.
+    #[error("received a `{got}` message, which it does not consume")]
+    UnexpectedMessage { got: &'static str },
+    /// Any other failure, described for a person.
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// A node: one step of a pipeline.
+pub trait Node<M: Message>: Send {
+    /// Handles one message, emitting zero or more messages through `out`.
+    fn process(&mut self, ctx: &Context<'_>, message: M, out: &mut Emit<'_, M>) -> Result<(), NodeError>;
+
+    /// Handles a batch, in order, appending to `output`. The default calls [`Node::process`]
+    /// for each envelope; it is monomorphised per node type, so the per-message call inlines.
+    ///
+    /// On error, returns the failing envelope's sequence number with the error.
+    fn process_batch(
+        &mut self,
+        info: &NodeInfo,
+        input: &mut Vec<Envelope<M>>,
+        output: &mut Vec<Envelope<M>>,
+    ) -> Result<(), (u64, NodeError)> {
+        for Envelope { header, payload } in input.drain(..) {
+            let ctx = Context::new(&header, info);
+            let mut emit = Emit::new(output, header);
+            self.process(&ctx, payload, &mut emit).map_err(|e| (header.seq, e))?;
+        }
+        Ok(())
+    }
+
+    /// Called once at the end of the stream; a node holding messages back emits them here.
+    fn finish(&mut self, _info: &NodeInfo, _output: &mut Vec<Envelope<M>>) -> Result<(), NodeError> {
+        Ok(())
+    }
+
+    /// What the node has to say in the run summary. Called once, after `finish`.
+    fn report(&self) -> NodeReport {
+        NodeReport::default()
+    }
+}
+
+/// A node's contribution to the run summary: named counts and incidents.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NodeReport {
+    /// Named counts, in the order the node wants them shown (`accepted`, `declined`, ...).
+    pub counts: Vec<(String, u64)>,
+    /// Things that went wrong with individual events, grouped by kind and reason.
+    pub incidents: Vec<Incident>,
+}
+
+/// Events that met the same problem, e.g. malformed lines with a bad amount.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Incident {
+    /// The family of problem, e.g. `malformed`.
+    pub kind: String,
+    /// The specific reason, e.g. `bad load_amount`.
+    pub reason: String,
+    pub count: u64,
+    /// Sequence numbers of the first few events that met it, in order.
+    pub first_seqs: Vec<u64>,
+}
+
+/// How many sequence numbers an [`Incident`] keeps.
+pub const INCIDENT_SAMPLE: usize = 5;
+
+impl Incident {
+    pub fn new(kind: impl Into<String>, reason: impl Into<String>) -> Self {
+        Incident { kind: kind.into(), reason: reason.into(), count: 0, first_seqs: Vec::new() }
+    }
+
+    /// Counts one more event, keeping its sequence number while fewer than
+    /// [`INCIDENT_SAMPLE`] are kept.
+    pub fn record(&mut self, seq: u64) {
+        self.count += 1;
+        if self.first_seqs.len() < INCIDENT_SAMPLE {
+            self.first_seqs.push(seq);
+        }
+    }
+}
+
+impl fmt::Display for Incident {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {} ({}", self.reason, self.count, if self.first_seqs.len() > 1 { "lines " } else { "line " })?;
+        for (i, seq) in self.first_seqs.iter().enumerate() {
+            if i > 0 {
+                f.write_str(", ")?;
+            }
+            write!(f, "{seq}")?;
+        }
+        if self.count > self.first_seqs.len() as u64 {
+            f.write_str(", ...")?;
+        }
+        f.write_str(")")
+    }
+}
