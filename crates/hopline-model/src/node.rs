@@ -5,8 +5,6 @@
 //! state), which is what lets the runtime place any node in any process group and still give
 //! byte-identical output. Nodes never know the profile they run under.
 
-use std::fmt;
-
 use crate::config::Params;
 use crate::envelope::{CorrelationId, Envelope, EnvelopeHeader};
 
@@ -181,21 +179,5 @@ impl Incident {
         if self.first_seqs.len() < INCIDENT_SAMPLE {
             self.first_seqs.push(seq);
         }
-    }
-}
-
-impl fmt::Display for Incident {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {} ({}", self.reason, self.count, if self.first_seqs.len() > 1 { "lines " } else { "line " })?;
-        for (i, seq) in self.first_seqs.iter().enumerate() {
-            if i > 0 {
-                f.write_str(", ")?;
-            }
-            write!(f, "{seq}")?;
-        }
-        if self.count > self.first_seqs.len() as u64 {
-            f.write_str(", ...")?;
-        }
-        f.write_str(")")
     }
 }

@@ -74,8 +74,8 @@ impl<M: Message> Registry<M> {
     pub fn build(
         &self,
         config: &PipelineConfig,
-        source_emits: &'static [&'static str],
-        sink_consumes: &'static [&'static str],
+        source_emits: &[&str],
+        sink_consumes: &[&str],
     ) -> Result<Pipeline<M>, ConfigError> {
         let origin = &config.origin;
         let mut stages: Vec<Stage<M>> = Vec::with_capacity(config.nodes.len());

@@ -1,0 +1,49 @@
+//! Sources and sinks: where envelopes come from and where records go.
+//!
+//! A source fills batches of envelopes and stamps their headers (sequence number,
+//! correlation id); a sink writes the records of a batch. Both are bounded: a source never
+//! yields more than the batch size at a time, and holds at most one read chunk plus the
+//! longest line.
+
+mod ndjson;
+
+use hopline_model::{Envelope, Message};
+
+pub use ndjson::{NdjsonSink, NdjsonSource, MAX_LINE_BYTES};
+
+/// Where envelopes come from.
+pub trait Source<M: Message> {
+    /// Appends up to `max` envelopes to `out`. Returns `false` once the source is exhausted
+    /// (the last envelopes may come with that `false`).
+    fn next_batch(&mut self, out: &mut Vec<Envelope<M>>, max: usize) -> Result<bool, SourceError>;
+
+    /// Bytes consumed so far and the total if known, for progress display.
+    fn position(&self) -> (u64, Option<u64>);
+}
+
+/// Where records go.
+pub trait Sink<M: Message> {
+    /// Writes and removes every envelope of `batch`, in order.
+    fn write_batch(&mut self, batch: &mut Vec<Envelope<M>>) -> Result<(), SinkError>;
+
+    /// Flushes everything written so far.
+    fn flush(&mut self) -> Result<(), SinkError>;
+}
+
+/// A source that cannot go on.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error("cannot read {path}: {source}")]
+    Read { path: String, source: std::io::Error },
+    #[error("{path}: line {line} is longer than {max} bytes")]
+    LineTooLong { path: String, line: u64, max: usize },
+}
+
+/// A sink that cannot go on.
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    #[error("cannot write {path}: {source}")]
+    Write { path: String, source: std::io::Error },
+    #[error("the sink writes records, but event {seq} reached it as a `{kind}` message")]
+    NotARecord { seq: u64, kind: &'static str },
+}

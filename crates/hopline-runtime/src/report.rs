@@ -1,0 +1,129 @@
+//! The run summary: what came in, what went out, what each node has to say, how fast.
+
+use std::fmt;
+use std::time::Duration;
+
+use hopline_model::NodeReport;
+
+/// Everything a finished run reports.
+#[derive(Debug, Clone)]
+pub struct RunReport {
+    pub app: String,
+    pub scenario: String,
+    pub profile: &'static str,
+    pub records_in: u64,
+    pub records_out: u64,
+    pub elapsed: Duration,
+    /// Each node's report, by node name, in pipeline order.
+    pub nodes: Vec<(String, NodeReport)>,
+}
+
+impl RunReport {
+    pub fn records_per_second(&self) -> f64 {
+        let secs = self.elapsed.as_secs_f64();
+        if secs > 0.0 { self.records_in as f64 / secs } else { 0.0 }
+    }
+
+    /// The named count `label` of node `node`, if it reported one.
+    pub fn count(&self, node: &str, label: &str) -> Option<u64> {
+        let (_, report) = self.nodes.iter().find(|(name, _)| name == node)?;
+        report.counts.iter().find(|(l, _)| l == label).map(|(_, n)| *n)
+    }
+}
+
+/// Formats an integer with thousands separators: `1234567` → `1,234,567`.
+pub fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+impl fmt::Display for RunReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "{}/{} ({} profile): {} records in, {} out in {:.3} s ({} records/s)",
+            self.app,
+            self.scenario,
+            self.profile,
+            thousands(self.records_in),
+            thousands(self.records_out),
+            self.elapsed.as_secs_f64(),
+            thousands(self.records_per_second().round() as u64),
+        )?;
+        for (node, report) in &self.nodes {
+            if !report.counts.is_empty() {
+                let counts: Vec<String> =
+                    report.counts.iter().map(|(label, n)| format!("{} {label}", thousands(*n))).collect();
+                writeln!(f, "  {node}: {}", counts.join(", "))?;
+            }
+            let mut kinds: Vec<&str> = report.incidents.iter().map(|i| i.kind.as_str()).collect();
+            kinds.dedup();
+            for kind in kinds {
+                let of_kind: Vec<_> = report.incidents.iter().filter(|i| i.kind == kind).collect();
+                let total: u64 = of_kind.iter().map(|i| i.count).sum();
+                writeln!(f, "  {node}: {} {kind}", thousands(total))?;
+                for incident in of_kind {
+                    let seqs: Vec<String> = incident.first_seqs.iter().map(u64::to_string).collect();
+                    let more = if incident.count > incident.first_seqs.len() as u64 { ", ..." } else { "" };
+                    writeln!(
+                        f,
+                        "    {}: {} (line{} {}{more})",
+                        incident.reason,
+                        thousands(incident.count),
+                        if incident.count == 1 { "" } else { "s" },
+                        seqs.join(", ")
+                    )?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hopline_model::Incident;
+
+    #[test]
+    fn thousands_groups_digits() {
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(1000), "1,000");
+        assert_eq!(thousands(1234567), "1,234,567");
+    }
+
+    #[test]
+    fn summary_shows_counts_and_incidents_with_line_numbers() {
+        let mut bad_amount = Incident::new("malformed lines", "bad load_amount");
+        (1..=7).for_each(|seq| bad_amount.record(seq * 10));
+        let mut blank = Incident::new("malformed lines", "blank line");
+        blank.record(3);
+        let report = RunReport {
+            app: "fund_load".into(),
+            scenario: "baseline".into(),
+            profile: "memory",
+            records_in: 1000,
+            records_out: 1000,
+            elapsed: Duration::from_millis(4),
+            nodes: vec![
+                ("parse".into(), NodeReport { counts: vec![], incidents: vec![bad_amount, blank] }),
+                ("format".into(), NodeReport { counts: vec![("accepted".into(), 600), ("declined".into(), 400)], incidents: vec![] }),
+            ],
+        };
+        let text = report.to_string();
+        assert!(text.starts_with("fund_load/baseline (memory profile): 1,000 records in, 1,000 out in 0.004 s (250,000 records/s)"), "{text}");
+        assert!(text.contains("  parse: 8 malformed lines\n"), "{text}");
+        assert!(text.contains("    bad load_amount: 7 (lines 10, 20, 30, 40, 50, ...)\n"), "{text}");
+        assert!(text.contains("    blank line: 1 (line 3)\n"), "{text}");
+        assert!(text.contains("  format: 600 accepted, 400 declined\n"), "{text}");
+        assert_eq!(report.count("format", "declined"), Some(400));
+    }
+}

@@ -1,0 +1,122 @@
+//! From a config file to a finished run.
+//!
+//! The order is fixed: read and validate the config, build every node (params checked), and
+//! only then open the input and create the output. A config error therefore never reads input
+//! or truncates an output file.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use hopline_model::config::{AdapterKind, Profile};
+use hopline_model::{ConfigError, CorrelationId, LineMessage, NodeError, PipelineConfig, Registry};
+
+use crate::adapters::{NdjsonSink, NdjsonSource, SinkError, SourceError};
+use crate::memory;
+use crate::report::RunReport;
+
+/// What the command line may change about a run.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Replaces the source path of the config (relative to the working directory).
+    pub input: Option<PathBuf>,
+    /// Replaces the sink path of the config (relative to the working directory).
+    pub output: Option<PathBuf>,
+    /// Correlation id stamped on every envelope; a fresh random one when absent.
+    pub correlation_id: Option<CorrelationId>,
+}
+
+/// Where a run is, reported after every batch.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Progress {
+    pub records_in: u64,
+    pub records_out: u64,
+    pub bytes_read: u64,
+    pub bytes_total: Option<u64>,
+}
+
+/// Why a run could not start or could not finish.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("cannot read config {path}: {source}")]
+    ConfigRead { path: String, source: std::io::Error },
+    #[error("{0}")]
+    Config(#[from] ConfigError),
+    #[error("{0}")]
+    Source(SourceError),
+    #[error("{0}")]
+    Sink(SinkError),
+    #[error("node `{node}` failed{}: {error}", seq.map(|s| format!(" on event {s}")).unwrap_or_default())]
+    Node { node: String, seq: Option<u64>, error: NodeError },
+}
+
+/// Reads and validates a config file. Errors name the file.
+pub fn load_config(path: &Path) -> Result<PipelineConfig, RunError> {
+    let origin = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|source| RunError::ConfigRead { path: origin.clone(), source })?;
+    Ok(PipelineConfig::from_yaml(&origin, &text)?)
+}
+
+/// Resolves a path written in a config: `-` stays, absolute stays, relative joins `base`.
+fn resolve(base: &Path, written: &str) -> String {
+    if written == "-" || Path::new(written).is_absolute() {
+        written.to_string()
+    } else {
+        base.join(written).display().to_string()
+    }
+}
+
+/// Runs a validated config with `registry`'s nodes. Relative adapter paths in the config are
+/// taken from `base_dir` (the config file's folder).
+pub fn run_pipeline<M: LineMessage>(
+    registry: &Registry<M>,
+    config: &PipelineConfig,
+    base_dir: &Path,
+    options: &RunOptions,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<RunReport, RunError> {
+    if config.app != registry.app() {
+        return Err(ConfigError {
+            origin: config.origin.clone(),
+            path: "app".into(),
+            pos: None,
+            message: format!("this config is for app `{}`, not `{}`", config.app, registry.app()),
+        }
+        .into());
+    }
+    let (AdapterKind::Ndjson, AdapterKind::Ndjson) = (config.source.kind, config.sink.kind);
+    let mut pipeline = registry.build(config, &[M::LINE], &[M::RECORD])?;
+
+    let input = match &options.input {
+        Some(path) => path.display().to_string(),
+        None => resolve(base_dir, &config.source.path),
+    };
+    let output = match &options.output {
+        Some(path) => path.display().to_string(),
+        None => resolve(base_dir, &config.sink.path),
+    };
+    let correlation_id = options.correlation_id.unwrap_or_else(fresh_correlation_id);
+    let mut source = NdjsonSource::open(&input, correlation_id).map_err(RunError::Source)?;
+    let mut sink = NdjsonSink::create(&output).map_err(RunError::Sink)?;
+
+    let started = Instant::now();
+    let Profile::Memory = config.runtime.profile;
+    let counts = memory::execute(&mut pipeline, &mut source, &mut sink, config.runtime.batch_size, progress)?;
+    let elapsed = started.elapsed();
+    Ok(RunReport {
+        app: config.app.clone(),
+        scenario: config.scenario.clone(),
+        profile: "memory",
+        records_in: counts.records_in,
+        records_out: counts.records_out,
+        elapsed,
+        nodes: pipeline.stages.iter().map(|s| (s.info.name.clone(), s.node.report())).collect(),
+    })
+}
+
+/// A random correlation id, from the standard library's per-process random hash keys.
+fn fresh_correlation_id() -> CorrelationId {
+    use std::hash::{BuildHasher, RandomState};
+    let high = RandomState::new().hash_one(std::process::id());
+    let low = RandomState::new().hash_one(Instant::now());
+    CorrelationId((u128::from(high) << 64) | u128::from(low))
+}
