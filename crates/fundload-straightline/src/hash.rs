@@ -13,7 +13,7 @@ const K: u64 = 0xf135_7aea_2e62_a9c5;
 
 /// Folded multiply: XOR of the two halves of the full 128-bit product.
 #[inline(always)]
-fn fold_mul(a: u64, b: u64) -> u64 {
+pub(crate) fn fold_mul(a: u64, b: u64) -> u64 {
     let p = u128::from(a) * u128::from(b);
     (p as u64) ^ ((p >> 64) as u64)
 }

@@ -20,12 +20,13 @@ use memchr::memchr;
 mod hash;
 mod parse;
 mod prime;
+mod state;
 
 #[cfg(test)]
 mod tests;
 
-use hash::{FastMap, FastSet};
 use parse::{CUSTOMER_ID, ID, LOAD_AMOUNT, TIME};
+use state::State;
 
 /// Scenario parameters. Money is in integer cents; the Monday multiplier is scaled by 10,000.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -69,11 +70,7 @@ impl Rules {
     /// The `exp_mp` scenario: baseline plus amounts doubled on Mondays and the prime gate
     /// (cap 9,999.00, one accepted prime-id attempt per UTC day).
     pub fn exp_mp() -> Self {
-        Rules {
-            monday_multiplier_e4: 20_000,
-            prime_gate: true,
-            ..Rules::baseline()
-        }
+        Rules { monday_multiplier_e4: 20_000, prime_gate: true, ..Rules::baseline() }
     }
 }
 
@@ -171,33 +168,20 @@ fn decide_line(state: &mut State, line: &[u8], buf: &mut Vec<u8>) -> Decision {
         return Decision::Malformed;
     };
     if !object.repeated_key {
-        if let [
-            parse::Field::Str(id),
-            parse::Field::Str(cust),
-            parse::Field::Str(amount),
-            parse::Field::Str(time),
-        ] = &object.fields
+        if let [parse::Field::Str(id), parse::Field::Str(cust), parse::Field::Str(amount), parse::Field::Str(time)] =
+            &object.fields
         {
-            if let Some(valid) = validate(
-                id.as_bytes(),
-                cust.as_bytes(),
-                amount.as_bytes(),
-                time.as_bytes(),
-            ) {
+            if let Some(valid) = validate(id.as_bytes(), cust.as_bytes(), amount.as_bytes(), time.as_bytes()) {
                 return decide_valid(state, &valid, buf);
             }
         }
     }
-    write_malformed(
-        buf,
-        object.fields[ID].echo(),
-        object.fields[CUSTOMER_ID].echo(),
-    );
+    write_malformed(buf, object.fields[ID].echo(), object.fields[CUSTOMER_ID].echo());
     Decision::Malformed
 }
 
 /// A well-formed line.
-struct Valid<'a> {
+pub(crate) struct Valid<'a> {
     /// Trimmed `id` digits.
     id: &'a [u8],
     /// Trimmed `customer_id` digits.
@@ -245,151 +229,4 @@ fn write_malformed(buf: &mut Vec<u8>, id: &str, cust: &str) {
     buf.extend_from_slice(b",\"customer_id\":");
     let _ = serde_json::to_writer(&mut *buf, cust);
     buf.extend_from_slice(b",\"accepted\":false}\n");
-}
-
-/// A customer's window for one UTC day.
-#[derive(Clone, Copy, Default)]
-struct DayWindow {
-    /// Canonical attempts so far (accepted or declined).
-    attempts: u32,
-    /// Accepted effective total, 1/10,000 cent.
-    total: u128,
-}
-
-/// Packs a customer index and a signed day or week number into one map key.
-#[inline(always)]
-fn window_key(customer: u32, period: i32) -> u64 {
-    u64::from(customer) << 32 | u64::from(period as u32)
-}
-
-/// Everything the run remembers.
-struct State {
-    /// Limits and switches, limits pre-scaled to 1/10,000 cent.
-    daily_attempts: u32,
-    daily_limit: u128,
-    weekly_limit: u128,
-    week_start: i64,
-    monday_multiplier_e4: u128,
-    prime_gate: bool,
-    prime_cap: u128,
-    prime_daily_accepts: u32,
-    /// Claimed ids of at most 19 digits, packed by [`parse::pack_digits`].
-    short_ids: FastSet<u128>,
-    /// Claimed ids of 20 digits or more.
-    long_ids: FastSet<Box<[u8]>>,
-    /// Customer ids of at most 19 digits (packed) to their dense index.
-    short_customers: FastMap<u128, u32>,
-    /// Longer customer ids to their dense index.
-    long_customers: FastMap<Box<[u8]>, u32>,
-    /// (customer, UTC day) windows.
-    days: FastMap<u64, DayWindow>,
-    /// (customer, week) accepted effective totals.
-    weeks: FastMap<u64, u128>,
-    /// UTC day to accepted prime-id attempts that day (all customers).
-    prime_accepts: FastMap<i32, u32>,
-}
-
-impl State {
-    fn new(rules: &Rules, input_len: usize) -> Self {
-        // Rough line count guess (lines are ~90 bytes) so the big sets rarely rehash.
-        let guess = (input_len / 128).min(1 << 24);
-        State {
-            daily_attempts: rules.daily_attempts,
-            daily_limit: u128::from(rules.daily_amount_cents) * 10_000,
-            weekly_limit: u128::from(rules.weekly_amount_cents) * 10_000,
-            week_start: i64::from(rules.week_start % 7),
-            monday_multiplier_e4: u128::from(rules.monday_multiplier_e4),
-            prime_gate: rules.prime_gate,
-            prime_cap: u128::from(rules.prime_amount_cap_cents) * 10_000,
-            prime_daily_accepts: rules.prime_daily_accepts,
-            short_ids: FastSet::with_capacity_and_hasher(guess, Default::default()),
-            long_ids: FastSet::default(),
-            short_customers: FastMap::default(),
-            long_customers: FastMap::default(),
-            days: FastMap::with_capacity_and_hasher(guess, Default::default()),
-            weeks: FastMap::with_capacity_and_hasher(guess / 2, Default::default()),
-            prime_accepts: FastMap::default(),
-        }
-    }
-
-    /// Claims `id`; true when this is its first well-formed occurrence.
-    #[inline]
-    fn claim(&mut self, id: &[u8]) -> bool {
-        match parse::pack_digits(id) {
-            Some(key) => self.short_ids.insert(key),
-            None if self.long_ids.contains(id) => false,
-            None => self.long_ids.insert(id.into()),
-        }
-    }
-
-    /// Dense index of a customer id, interning it on first sight.
-    #[inline]
-    fn customer_index(&mut self, customer: &[u8]) -> u32 {
-        let next = (self.short_customers.len() + self.long_customers.len()) as u32;
-        match parse::pack_digits(customer) {
-            Some(key) => *self.short_customers.entry(key).or_insert(next),
-            None => match self.long_customers.get(customer) {
-                Some(&index) => index,
-                None => {
-                    self.long_customers.insert(customer.into(), next);
-                    next
-                }
-            },
-        }
-    }
-
-    /// Decides a well-formed line and updates the state.
-    #[inline]
-    fn decide(&mut self, valid: &Valid<'_>) -> bool {
-        if !self.claim(valid.id) {
-            return false;
-        }
-        let customer = self.customer_index(valid.customer);
-        let day = i64::from(valid.day);
-        // 1970-01-01 was a Thursday: (day + 3) mod 7 is 0 on Mondays.
-        let weekday = (day + 3).rem_euclid(7);
-        let multiplier = if weekday == 0 {
-            self.monday_multiplier_e4
-        } else {
-            10_000
-        };
-        let effective = valid.cents.saturating_mul(multiplier);
-
-        let window = self
-            .days
-            .entry(window_key(customer, valid.day))
-            .or_default();
-        let attempts_before = window.attempts;
-        window.attempts = window.attempts.saturating_add(1);
-        if attempts_before >= self.daily_attempts {
-            return false;
-        }
-        let prime = self.prime_gate && prime::is_prime_decimal(valid.id);
-        if prime {
-            if effective > self.prime_cap {
-                return false;
-            }
-            let used = self.prime_accepts.get(&valid.day).copied().unwrap_or(0);
-            if used >= self.prime_daily_accepts {
-                return false;
-            }
-        }
-        let day_total = window.total.saturating_add(effective);
-        if day_total > self.daily_limit {
-            return false;
-        }
-        let week = (day + 3 - self.week_start).div_euclid(7) as i32;
-        let week_total = self.weeks.entry(window_key(customer, week)).or_insert(0);
-        let new_week_total = week_total.saturating_add(effective);
-        if new_week_total > self.weekly_limit {
-            return false;
-        }
-        *week_total = new_week_total;
-        window.total = day_total;
-        if prime {
-            let used = self.prime_accepts.entry(valid.day).or_insert(0);
-            *used = used.saturating_add(1);
-        }
-        true
-    }
 }

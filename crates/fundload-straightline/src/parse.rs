@@ -196,10 +196,7 @@ impl<'de> Visitor<'de> for LineVisitor {
                 }
             }
         }
-        Ok(Some(Object {
-            fields,
-            repeated_key,
-        }))
+        Ok(Some(Object { fields, repeated_key }))
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
@@ -337,25 +334,7 @@ impl<'de> Visitor<'de> for FieldVisitor {
 #[inline]
 pub(crate) fn digits_field(raw: &[u8]) -> Option<&[u8]> {
     let trimmed = trim_json_ws(raw);
-    if !trimmed.is_empty() && trimmed.iter().all(u8::is_ascii_digit) {
-        Some(trimmed)
-    } else {
-        None
-    }
-}
-
-/// Packs a digit string of at most 19 digits into a `u128` key: length in the high half, value
-/// in the low half, so `"007"` and `"7"` stay distinct. `None` for longer strings.
-#[inline]
-pub(crate) fn pack_digits(digits: &[u8]) -> Option<u128> {
-    if digits.len() > 19 {
-        return None;
-    }
-    let mut value: u64 = 0;
-    for &b in digits {
-        value = value * 10 + u64::from(b - b'0');
-    }
-    Some((digits.len() as u128) << 64 | u128::from(value))
+    if !trimmed.is_empty() && trimmed.iter().all(u8::is_ascii_digit) { Some(trimmed) } else { None }
 }
 
 /// Most significant integer digits (after leading zeros) an amount may have.
@@ -416,11 +395,7 @@ fn amount_cents_compact(s: &[u8]) -> Option<u128> {
 #[inline(always)]
 fn two_digits(s: &[u8], i: usize) -> Option<u32> {
     let (a, b) = (s[i].wrapping_sub(b'0'), s[i + 1].wrapping_sub(b'0'));
-    if a < 10 && b < 10 {
-        Some(u32::from(a) * 10 + u32::from(b))
-    } else {
-        None
-    }
+    if a < 10 && b < 10 { Some(u32::from(a) * 10 + u32::from(b)) } else { None }
 }
 
 /// Is `year` a Gregorian leap year?
@@ -467,12 +442,7 @@ pub(crate) fn utc_day(t: &[u8]) -> Option<i32> {
     let hour = two_digits(t, 11)?;
     let minute = two_digits(t, 14)?;
     let second = two_digits(t, 17)?;
-    if t[4] != b'-'
-        || t[7] != b'-'
-        || !matches!(t[10], b'T' | b't')
-        || t[13] != b':'
-        || t[16] != b':'
-    {
+    if t[4] != b'-' || t[7] != b'-' || !matches!(t[10], b'T' | b't') || t[13] != b':' || t[16] != b':' {
         return None;
     }
     let year = i64::from(year);
@@ -509,8 +479,7 @@ pub(crate) fn utc_day(t: &[u8]) -> Option<i32> {
         }
         _ => return None,
     };
-    let local = days_from_civil(year, month, day) * 86_400
-        + i64::from(hour * 3600 + minute * 60 + second);
+    let local = days_from_civil(year, month, day) * 86_400 + i64::from(hour * 3600 + minute * 60 + second);
     // The fraction (< 1 s) never moves the UTC date: the local second is at most 59.
     Some((local - offset_seconds).div_euclid(86_400) as i32)
 }

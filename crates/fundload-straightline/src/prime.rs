@@ -1,8 +1,8 @@
 //! Primality of an `id` read as a decimal integer.
 //!
 //! Exact for every value that fits in a `u64` (trial division by the primes up to 53, then
-//! deterministic Miller-Rabin: bases {2, 7, 61} below 2^32 with `u64` arithmetic, the first 12
-//! prime bases with `u128` products above). Longer ids use Miller-Rabin over `num-bigint` with the
+//! deterministic Miller-Rabin in Montgomery form: bases {2, 7, 61} below 2^32, Sinclair's 7
+//! bases above). Longer ids use Miller-Rabin over `num-bigint` with the
 //! first 20 prime bases, as the contract asks.
 
 use num_bigint::BigUint;
@@ -10,33 +10,25 @@ use num_bigint::BigUint;
 /// Primes used for trial division before Miller-Rabin.
 const SMALL_PRIMES: [u64; 16] = [2, 3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37, 41, 43, 47, 53];
 
-/// First 12 primes: deterministic Miller-Rabin bases for every n < 3.3 * 10^24 (so all of u64).
-const BASES_U64: [u64; 12] = [2, 3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37];
+/// Jim Sinclair's 7 bases: deterministic Miller-Rabin for every n < 2^64.
+const BASES_U64: [u64; 7] = [2, 325, 9_375, 28_178, 450_775, 9_780_504, 1_795_265_022];
 
 /// Deterministic Miller-Rabin bases for every n < 4,759,123,141 (so all of u32).
 const BASES_U32: [u64; 3] = [2, 7, 61];
 
 /// First 20 primes: the Miller-Rabin bases for ids longer than a `u64`.
-const BASES_BIG: [u32; 20] = [
-    2, 3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37, 41, 43, 47, 53, 59, 61, 67, 71,
-];
+const BASES_BIG: [u32; 20] = [2, 3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37, 41, 43, 47, 53, 59, 61, 67, 71];
 
 /// Is the decimal number written in `digits` (ASCII digits only, leading zeros allowed, possibly
 /// empty, which reads as 0) prime?
 pub(crate) fn is_prime_decimal(digits: &[u8]) -> bool {
-    let first_significant = digits
-        .iter()
-        .position(|&b| b != b'0')
-        .unwrap_or(digits.len());
+    let first_significant = digits.iter().position(|&b| b != b'0').unwrap_or(digits.len());
     let significant = &digits[first_significant..];
     if significant.len() <= 20 {
         let mut value: u64 = 0;
         let mut fits = true;
         for &b in significant {
-            match value
-                .checked_mul(10)
-                .and_then(|v| v.checked_add(u64::from(b - b'0')))
-            {
+            match value.checked_mul(10).and_then(|v| v.checked_add(u64::from(b - b'0'))) {
                 Some(v) => value = v,
                 None => {
                     fits = false;
@@ -68,71 +60,84 @@ pub(crate) fn is_prime_u64(n: u64) -> bool {
     if n < 59 * 59 {
         return true;
     }
-    if n <= u64::from(u32::MAX) {
-        miller_rabin_u32(n, &BASES_U32)
-    } else {
-        miller_rabin_u64(n, &BASES_U64)
+    if n <= u64::from(u32::MAX) { miller_rabin(n, &BASES_U32) } else { miller_rabin(n, &BASES_U64) }
+}
+
+/// Montgomery arithmetic modulo an odd `n` with R = 2^64: no division on the hot path.
+struct Montgomery {
+    n: u64,
+    /// n * n_inv == 1 (mod 2^64).
+    n_inv: u64,
+    /// R^2 mod n, to enter Montgomery form.
+    r2: u64,
+}
+
+impl Montgomery {
+    fn new(n: u64) -> Self {
+        debug_assert!(n % 2 == 1);
+        // Newton's iteration doubles the correct low bits: 3 -> 6 -> 12 -> 24 -> 48 -> 96.
+        let mut n_inv = n;
+        for _ in 0..5 {
+            n_inv = n_inv.wrapping_mul(2u64.wrapping_sub(n.wrapping_mul(n_inv)));
+        }
+        let r = (u128::from(u64::MAX) % u128::from(n) + 1) % u128::from(n);
+        let r2 = (r * r % u128::from(n)) as u64;
+        Montgomery { n, n_inv, r2 }
+    }
+
+    /// REDC: t * R^-1 mod n, for t < n * R.
+    #[inline(always)]
+    fn reduce(&self, t: u128) -> u64 {
+        let m = (t as u64).wrapping_mul(self.n_inv);
+        let mn_hi = ((u128::from(m) * u128::from(self.n)) >> 64) as u64;
+        let t_hi = (t >> 64) as u64;
+        // t - m * n is divisible by R; its low halves cancel exactly.
+        let (r, borrow) = t_hi.overflowing_sub(mn_hi);
+        if borrow { r.wrapping_add(self.n) } else { r }
+    }
+
+    #[inline(always)]
+    fn mul(&self, a: u64, b: u64) -> u64 {
+        self.reduce(u128::from(a) * u128::from(b))
+    }
+
+    /// a (< n) into Montgomery form.
+    #[inline(always)]
+    fn enter(&self, a: u64) -> u64 {
+        self.mul(a, self.r2)
     }
 }
 
-/// Splits n - 1 into d * 2^s with d odd.
-#[inline]
-fn split_pow2(n: u64) -> (u64, u32) {
-    let m = n - 1;
-    let s = m.trailing_zeros();
-    (m >> s, s)
-}
-
-/// Miller-Rabin for odd n < 2^32 (products fit in u64); every base must be < n.
-fn miller_rabin_u32(n: u64, bases: &[u64]) -> bool {
-    let (d, s) = split_pow2(n);
-    let mul = |a: u64, b: u64| a * b % n;
+/// Deterministic Miller-Rabin for odd n > 53 with the given bases (a base that is a multiple
+/// of n proves nothing and is skipped).
+fn miller_rabin(n: u64, bases: &[u64]) -> bool {
+    let m = Montgomery::new(n);
+    let one = m.enter(1);
+    let minus_one = m.enter(n - 1);
+    let s = (n - 1).trailing_zeros();
+    let d = (n - 1) >> s;
     'bases: for &a in bases {
-        let mut x = 1u64;
-        let mut base = a % n;
+        let a = a % n;
+        if a == 0 {
+            continue;
+        }
+        let base = m.enter(a);
+        let mut x = one;
+        let mut power = base;
         let mut e = d;
         while e > 0 {
             if e & 1 == 1 {
-                x = mul(x, base);
+                x = m.mul(x, power);
             }
-            base = mul(base, base);
+            power = m.mul(power, power);
             e >>= 1;
         }
-        if x == 1 || x == n - 1 {
+        if x == one || x == minus_one {
             continue;
         }
         for _ in 1..s {
-            x = mul(x, x);
-            if x == n - 1 {
-                continue 'bases;
-            }
-        }
-        return false;
-    }
-    true
-}
-
-/// Miller-Rabin for odd n >= 2^32 with `u128` products; every base must be < n.
-fn miller_rabin_u64(n: u64, bases: &[u64]) -> bool {
-    let (d, s) = split_pow2(n);
-    let mul = |a: u64, b: u64| (u128::from(a) * u128::from(b) % u128::from(n)) as u64;
-    'bases: for &a in bases {
-        let mut x = 1u64;
-        let mut base = a % n;
-        let mut e = d;
-        while e > 0 {
-            if e & 1 == 1 {
-                x = mul(x, base);
-            }
-            base = mul(base, base);
-            e >>= 1;
-        }
-        if x == 1 || x == n - 1 {
-            continue;
-        }
-        for _ in 1..s {
-            x = mul(x, x);
-            if x == n - 1 {
+            x = m.mul(x, x);
+            if x == minus_one {
                 continue 'bases;
             }
         }

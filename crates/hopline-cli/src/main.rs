@@ -1,1 +1,215 @@
-fn main() {}
+//! `hopline`: the command line, a thin shell over the runtime and the apps.
+//!
+//! Exit codes: 0 success; 1 the run failed (input, output or a node); 2 the command line or
+//! the config is wrong (nothing was read or written).
+
+mod apps;
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use hopline_model::CorrelationId;
+use hopline_runtime::{Progress, RunError, RunOptions, load_config};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+/// hopline runs event pipelines, in one process or across supervised worker processes,
+/// with every hop traced.
+#[derive(Parser)]
+#[command(name = "hopline", version, about, long_about = None)]
+#[command(after_help = "Exit codes: 0 success, 1 the run failed, 2 bad command line or config.")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a pipeline from its YAML config.
+    ///
+    /// The config is validated completely (keys, node kinds, params, node order) before any
+    /// input is read. Output goes where the config's sink says (or --output); the run summary
+    /// goes to stderr.
+    Run {
+        /// Pipeline config file (YAML). Relative paths inside it are taken from its folder.
+        config: PathBuf,
+        /// Read input from PATH instead of the config's source path (`-` for stdin).
+        #[arg(long, short, value_name = "PATH")]
+        input: Option<PathBuf>,
+        /// Write output to PATH instead of the config's sink path (`-` for stdout).
+        #[arg(long, short, value_name = "PATH")]
+        output: Option<PathBuf>,
+        /// Correlation id stamped on every event: 32 hex digits or a UUID. Random if absent.
+        #[arg(long, value_name = "ID", value_parser = parse_correlation_id)]
+        correlation_id: Option<CorrelationId>,
+        /// Print no progress bar and no summary.
+        #[arg(long, short)]
+        quiet: bool,
+    },
+    /// Validate a pipeline config without reading any input, and show its nodes.
+    Check {
+        /// Pipeline config file (YAML).
+        config: PathBuf,
+    },
+    /// List the node kinds of every app, with the messages they consume and emit.
+    Nodes,
+    /// Generate realistic input for an app, deterministic by seed.
+    Generate {
+        #[command(subcommand)]
+        app: GenerateApp,
+    },
+}
+
+#[derive(Subcommand)]
+enum GenerateApp {
+    /// fund_load attempts: many customers, repeated ids, replays, limit boundaries, a few
+    /// malformed lines.
+    #[command(name = "fund_load")]
+    FundLoad {
+        /// Number of lines to write.
+        #[arg(long, short = 'n', default_value_t = 1_000)]
+        records: u64,
+        /// Seed; the same seed and options always give the same bytes.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Number of distinct customers.
+        #[arg(long, default_value_t = 2_000)]
+        customers: u32,
+        /// Deliberately malformed lines per million.
+        #[arg(long, default_value_t = 500)]
+        malformed_per_million: u32,
+        /// Exact replays of an earlier line per million.
+        #[arg(long, default_value_t = 3_000)]
+        replay_per_million: u32,
+        /// Earlier ids reused with different content per million.
+        #[arg(long, default_value_t = 2_000)]
+        id_reuse_per_million: u32,
+        /// Write to PATH instead of stdout.
+        #[arg(long, short, value_name = "PATH")]
+        output: Option<PathBuf>,
+    },
+}
+
+fn parse_correlation_id(text: &str) -> Result<CorrelationId, String> {
+    CorrelationId::parse(text).ok_or_else(|| format!("expected 32 hex digits or a UUID, found {text:?}"))
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run { config, input, output, correlation_id, quiet } => {
+            run(&config, RunOptions { input, output, correlation_id }, quiet)
+        }
+        Command::Check { config } => check(&config),
+        Command::Nodes => {
+            print!("{}", apps::describe_nodes());
+            Ok(())
+        }
+        Command::Generate { app } => generate(app).map_err(Failure::Run),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::Config(e)) => {
+            eprintln!("hopline: {e:#}");
+            ExitCode::from(2)
+        }
+        Err(Failure::Run(e)) => {
+            eprintln!("hopline: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// A failure, by exit code.
+enum Failure {
+    Config(anyhow::Error),
+    Run(anyhow::Error),
+}
+
+impl From<RunError> for Failure {
+    fn from(e: RunError) -> Self {
+        match e {
+            RunError::Config(_) | RunError::ConfigRead { .. } => Failure::Config(e.into()),
+            other => Failure::Run(other.into()),
+        }
+    }
+}
+
+fn config_dir(config: &Path) -> PathBuf {
+    config.parent().map(Path::to_path_buf).unwrap_or_default()
+}
+
+fn run(config_path: &Path, options: RunOptions, quiet: bool) -> Result<(), Failure> {
+    let config = load_config(config_path)?;
+    let bar = (!quiet && std::io::stderr().is_terminal()).then(progress_bar);
+    let mut on_progress = |p: Progress| {
+        if let Some(bar) = &bar {
+            if let Some(total) = p.bytes_total {
+                bar.set_length(total);
+            }
+            bar.set_position(p.bytes_read);
+            bar.set_message(format!("{} records", hopline_runtime::report::thousands(p.records_in)));
+        }
+    };
+    let report = apps::run(&config, &config_dir(config_path), &options, &mut on_progress);
+    if let Some(bar) = &bar {
+        bar.finish_and_clear();
+    }
+    let report = report?;
+    if !quiet {
+        eprint!("{report}");
+    }
+    Ok(())
+}
+
+fn progress_bar() -> ProgressBar {
+    let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr_with_hz(10));
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} {msg}")
+            .expect("valid template"),
+    );
+    bar.enable_steady_tick(Duration::from_millis(100));
+    bar
+}
+
+fn check(config_path: &Path) -> Result<(), Failure> {
+    let config = load_config(config_path)?;
+    let chain = apps::check(&config)?;
+    println!("{}: ok ({}/{}, {} nodes)", config_path.display(), config.app, config.scenario, config.nodes.len());
+    println!("  {chain}");
+    Ok(())
+}
+
+fn generate(app: GenerateApp) -> anyhow::Result<()> {
+    let GenerateApp::FundLoad {
+        records,
+        seed,
+        customers,
+        malformed_per_million,
+        replay_per_million,
+        id_reuse_per_million,
+        output,
+    } = app;
+    let options = hopline_fundload::generate::GenerateOptions {
+        seed,
+        records,
+        customers,
+        malformed_per_million,
+        replay_per_million,
+        id_reuse_per_million,
+    };
+    match output {
+        Some(path) => {
+            let file = std::fs::File::create(&path).with_context(|| format!("cannot create {}", path.display()))?;
+            hopline_fundload::generate::generate(&options, file)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+        }
+        None => {
+            hopline_fundload::generate::generate(&options, std::io::stdout().lock()).context("cannot write stdout")?;
+        }
+    }
+    Ok(())
+}

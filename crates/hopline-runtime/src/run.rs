@@ -37,13 +37,13 @@ pub struct Progress {
 /// Why a run could not start or could not finish.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
-    #[error("cannot read config {path}: {source}")]
+    #[error("cannot read config {path}")]
     ConfigRead { path: String, source: std::io::Error },
-    #[error("{0}")]
+    #[error(transparent)]
     Config(#[from] ConfigError),
-    #[error("{0}")]
+    #[error(transparent)]
     Source(SourceError),
-    #[error("{0}")]
+    #[error(transparent)]
     Sink(SinkError),
     #[error("node `{node}` failed{}: {error}", seq.map(|s| format!(" on event {s}")).unwrap_or_default())]
     Node { node: String, seq: Option<u64>, error: NodeError },

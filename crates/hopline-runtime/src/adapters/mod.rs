@@ -33,7 +33,7 @@ pub trait Sink<M: Message> {
 /// A source that cannot go on.
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}")]
     Read { path: String, source: std::io::Error },
     #[error("{path}: line {line} is longer than {max} bytes")]
     LineTooLong { path: String, line: u64, max: usize },
@@ -42,7 +42,7 @@ pub enum SourceError {
 /// A sink that cannot go on.
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {
-    #[error("cannot write {path}: {source}")]
+    #[error("cannot write {path}")]
     Write { path: String, source: std::io::Error },
     #[error("the sink writes records, but event {seq} reached it as a `{kind}` message")]
     NotARecord { seq: u64, kind: &'static str },

@@ -1,0 +1,65 @@
+//! The apps this binary knows, by the name configs give in `app:`.
+//!
+//! Adding an app is adding its crate as a dependency and one arm in each function here.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use hopline_model::{ConfigError, LineMessage, PipelineConfig, Registry};
+use hopline_runtime::{Progress, RunError, RunOptions, RunReport, run_pipeline};
+
+const APPS: &[&str] = &[hopline_fundload::APP];
+
+fn unknown_app(config: &PipelineConfig) -> RunError {
+    RunError::Config(ConfigError {
+        origin: config.origin.clone(),
+        path: "app".into(),
+        pos: None,
+        message: format!("unknown app `{}`; expected one of: {}", config.app, APPS.join(", ")),
+    })
+}
+
+/// Runs a config with its app's nodes.
+pub fn run(
+    config: &PipelineConfig,
+    base_dir: &Path,
+    options: &RunOptions,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<RunReport, RunError> {
+    match config.app.as_str() {
+        hopline_fundload::APP => run_pipeline(&hopline_fundload::registry(), config, base_dir, options, progress),
+        _ => Err(unknown_app(config)),
+    }
+}
+
+/// Builds a config's pipeline without running it; returns its node chain for display.
+pub fn check(config: &PipelineConfig) -> Result<String, RunError> {
+    match config.app.as_str() {
+        hopline_fundload::APP => chain(&hopline_fundload::registry(), config),
+        _ => Err(unknown_app(config)),
+    }
+}
+
+fn chain<M: LineMessage>(registry: &Registry<M>, config: &PipelineConfig) -> Result<String, RunError> {
+    let pipeline = registry.build(config, &[M::LINE], &[M::RECORD])?;
+    let names: Vec<&str> = pipeline.stages.iter().map(|s| s.info.name.as_str()).collect();
+    Ok(format!("source → {} → sink", names.join(" → ")))
+}
+
+/// Every app's node kinds, for `hopline nodes`.
+pub fn describe_nodes() -> String {
+    let mut out = String::new();
+    describe(&mut out, &hopline_fundload::registry());
+    out
+}
+
+fn describe<M: LineMessage>(out: &mut String, registry: &Registry<M>) {
+    let _ = writeln!(out, "app {}", registry.app());
+    for kind in registry.kinds() {
+        let _ = writeln!(out, "  {:<12} {}", kind.name, kind.summary);
+        let _ = writeln!(out, "  {:<12} consumes {}; emits {}", "", kind.consumes.join(", "), kind.emits.join(", "));
+        if !kind.requires.is_empty() {
+            let _ = writeln!(out, "  {:<12} after {}", "", kind.requires.join(", "));
+        }
+    }
+}

@@ -1,0 +1,1461 @@
+//! Deterministic generator of realistic `fund_load` input.
+//!
+//! The 1,000-line reference file (`tests/fixtures/fund_load/input.txt`) never reaches several rules of
+//! `RULES.md`: the attempt limit, the weekly limit, exact boundaries, non-`Z` offsets, out-of-order times,
+//! replays, id reuse and malformed lines. This module writes inputs that do, at any size, so the rules can be
+//! tested on generated data and the runtime benchmarked on a 1,000,000-record file.
+//!
+//! Guarantees:
+//! - exactly `records` lines, each ending in `\n` (a few in `\r\n`, which the rules read as `\n`);
+//! - byte-identical output for identical options, on every platform and toolchain: the PRNG (SplitMix64
+//!   seeding xoshiro256\*\*) is written here, all arithmetic is on integers, nothing is hashed or timed;
+//!   different seeds give different output;
+//! - a line is malformed under `RULES.md` exactly when it is counted in [`GenerateSummary::malformed`]; every
+//!   other line is a JSON object with `id`, `customer_id`, `load_amount` and `time` as strings that pass the
+//!   grammar of the rules;
+//! - no dependency but `std`, no allocation per line once the first few dozen lines are written.
+//!
+//! The mix, per line (the first three are options; the rest are fixed shares of the well-formed lines):
+//! - malformed (default 0.05%), spread evenly over 17 kinds: blank, truncated or otherwise not JSON, an array,
+//!   a scalar, a missing field, a non-string field, an empty id, non-digit customer id or id, a bad amount, a
+//!   time without zone, a leap second, an impossible date, another bad time, a repeated key, invalid UTF-8;
+//! - exact replays of an earlier line, recent or much earlier (default 0.3%);
+//! - an earlier id with different content (default 0.2%);
+//! - time: a clock that starts on a seed-chosen date in 2000..=2030 and steps 1 s to 2.5 h (mean about 28 min,
+//!   about 52 lines a day); 1% of lines are stamped up to ten days earlier than the clock, 1% carry an offset
+//!   other than `Z` (up to `+14:00`/`-12:00`, often crossing the UTC date), 0.5% fractional seconds, 0.3% a
+//!   lowercase `t` or `z`;
+//! - customers: ids `1..=customers`, 45% uniform and 55% log-uniform over a seed-shuffled ranking (the busiest
+//!   customer makes about 5% of the loads); 0.3% of lines start a burst of 4 to 6 attempts by one customer
+//!   within the day; about half of the weeks have a customer loading 3,000.00..4,999.99 once a day (the weekly
+//!   limit fires, the daily one does not), half of those stopping at a week total of exactly 20,000.00; 0.3% of
+//!   lines top a customer's day up to exactly 5,000.00; 0.2% write the customer id with leading zeros;
+//! - load ids: distinct integers in `1..=99_999_999` from a seeded permutation (about 5% prime), 0.2% written
+//!   with leading zeros;
+//! - amounts: 30% up to 500.00, 40% 500.00..3,000.00, 30% 3,000.00..6,000.00, 1% round sums, 0.1% `0.00`,
+//!   0.02% huge (7 to 18 integer digits); prefix `$` on 96.4%, none, `USD`, `USD$` on 1% each, `$USD` on 0.6%;
+//!   0.5% with spaces inside the string (` $1 234.56 `);
+//! - 1% of well-formed lines are unusual but valid: extra unknown fields, keys in another order, spaces after
+//!   `:` and `,`, whitespace around the object or inside the id strings, a `\r\n` ending.
+
+use std::io::{self, Write};
+
+/// Options for [`generate`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GenerateOptions {
+    /// Seed of the generator: the same options always give the same bytes.
+    pub seed: u64,
+    /// Exact number of output lines.
+    pub records: u64,
+    /// Number of distinct customer ids (`1..=customers`); 0 is read as 1.
+    pub customers: u32,
+    /// Deliberately malformed lines per million lines.
+    pub malformed_per_million: u32,
+    /// Byte-identical replays of an earlier line per million lines.
+    pub replay_per_million: u32,
+    /// Lines reusing an earlier line's id with different content, per million lines.
+    pub id_reuse_per_million: u32,
+}
+
+impl Default for GenerateOptions {
+    fn default() -> Self {
+        GenerateOptions {
+            seed: 1,
+            records: 1_000,
+            customers: 2_000,
+            malformed_per_million: 500,
+            replay_per_million: 3_000,
+            id_reuse_per_million: 2_000,
+        }
+    }
+}
+
+/// What [`generate`] wrote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct GenerateSummary {
+    /// Lines written: always the requested `records`.
+    pub records: u64,
+    /// Lines that are malformed under the rules.
+    pub malformed: u64,
+    /// Byte-identical copies of an earlier line.
+    pub replays: u64,
+    /// Well-formed lines that reuse an earlier line's id with different content.
+    pub id_reuses: u64,
+}
+
+/// Writes `opts.records` lines of `fund_load` input to `out`, buffering internally, and flushes it.
+///
+/// The output depends on nothing but `opts`. Errors are those of `out`; on error the output is truncated.
+pub fn generate<W: Write>(opts: &GenerateOptions, out: W) -> io::Result<GenerateSummary> {
+    run(opts, out, None)
+}
+
+const MILLION: u64 = 1_000_000;
+const DAY: i64 = 86_400;
+const DAY_LIMIT: u64 = 500_000;
+const WEEK_LIMIT: u64 = 2_000_000;
+const HISTORY: usize = 64;
+const FLUSH_AT: usize = 1 << 16;
+/// Fresh load ids are `1..=MAX_ID`.
+const MAX_ID: u64 = 99_999_999;
+const ID_BITS: u32 = 27;
+
+// Shares per million. Rare events of one kind share a single draw: each range below is a slice of `0..MILLION`.
+/// Time decoration, one draw: offset, then fraction, then lowercase (each may bring the others along).
+const OFFSET_END: u64 = 10_000;
+const FRACTION_END: u64 = 15_000;
+const LOWERCASE_END: u64 = 18_000;
+/// Amount format, one draw.
+const NO_PREFIX_END: u64 = 10_000;
+const USD_END: u64 = 20_000;
+const USD_DOLLAR_END: u64 = 30_000;
+const DOLLAR_USD_END: u64 = 36_000;
+const SPACES_END: u64 = 41_000;
+/// Amount value, one draw.
+const ZERO_AMOUNT_END: u64 = 1_000;
+const HUGE_AMOUNT_END: u64 = 1_200;
+const ROUND_AMOUNT_END: u64 = 11_200;
+/// Regular lines, one draw.
+const ID_ZEROS_END: u64 = 2_000;
+const CUSTOMER_ZEROS_END: u64 = 4_000;
+const OUT_OF_ORDER_END: u64 = 14_000;
+const BURST_START_END: u64 = 17_000;
+const DAY_BOUNDARY_END: u64 = 20_000;
+/// Unusual but valid layout.
+const UNUSUAL_PPM: u32 = 10_000;
+const GRINDER_WEEK_PPM: u32 = 500_000;
+const RECLAIM_PPM: u32 = 250_000;
+
+/// Offsets in minutes for non-`Z` times.
+const OFFSETS: [i32; 14] = [120, -330, 840, -720, 345, -210, 570, -480, 60, 0, -600, 330, 780, -60];
+const ROUND_DOLLARS: [u64; 10] = [100, 200, 250, 500, 1_000, 1_500, 2_000, 2_500, 3_000, 5_000];
+/// Unknown fields with distinct keys, as raw JSON values.
+const EXTRA_FIELDS: [(&[u8], &[u8]); 10] = [
+    (b"channel", b"\"mobile\""),
+    (b"merchant", b"{\"name\":\"Caf\\u00e9 \\\"Le Coin\\\"\",\"mcc\":5812,\"tags\":[\"food\",\"eu\"]}"),
+    (b"note", b"\"line1\\nline2 \\\\ \\/ \\t}{,\""),
+    (b"retry", b"0"),
+    (b"risk_score", b"-0.137e-1"),
+    (b"memo", "\"café ☕ über\"".as_bytes()),
+    (b"flags", b"[true,false,null,[],{}]"),
+    (b"device", b"null"),
+    (b"geo", b"{\"lat\":-33.8688,\"lon\":151.2093,\"acc\":1.2E1}"),
+    (b"ts", b"946684800"),
+];
+const BAD_IDS: [&str; 10] = ["A15887", "15887-1", "1e5", "12.0", "0x1F", "abc", " 12 34 ", "-42", "+7", "١٢٣"];
+const BAD_CUSTOMERS: [&str; 10] = ["C528", "12a", "-5", "5.0", "0x1F", "cust-17", "1 2", "+7", "٣", "null"];
+const BAD_AMOUNTS: [&str; 20] = [
+    "12.3",
+    "12",
+    "usd12.30",
+    "-$10.00",
+    "$12.345",
+    "$1,234.56",
+    "€12.00",
+    "",
+    "$.50",
+    "$$12.30",
+    "12.30$",
+    "1e3",
+    "USD-5.00",
+    "$12.3O",
+    "Usd12.30",
+    "$ 12.30 USD",
+    "$12.",
+    "$-0.00",
+    "EUR12.30",
+    "$１２.３０",
+];
+
+/// What one line is; the tests compare it with what the rules make of the line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LineKind {
+    Fresh,
+    Malformed,
+    Replay,
+    IdReuse,
+}
+
+fn run<W: Write>(opts: &GenerateOptions, mut out: W, mut log: Option<&mut Vec<LineKind>>) -> io::Result<GenerateSummary> {
+    let mut state = State::new(opts);
+    let mut scratch = Scratch::default();
+    let mut buf = Vec::with_capacity(FLUSH_AT + 4_096);
+    let mut summary = GenerateSummary::default();
+    for _ in 0..opts.records {
+        let kind = state.line(&mut scratch, &mut buf);
+        summary.records += 1;
+        match kind {
+            LineKind::Fresh => {}
+            LineKind::Malformed => summary.malformed += 1,
+            LineKind::Replay => summary.replays += 1,
+            LineKind::IdReuse => summary.id_reuses += 1,
+        }
+        if let Some(log) = log.as_deref_mut() {
+            log.push(kind);
+        }
+        if buf.len() >= FLUSH_AT {
+            out.write_all(&buf)?;
+            buf.clear();
+        }
+    }
+    out.write_all(&buf)?;
+    out.flush()?;
+    Ok(summary)
+}
+
+/// xoshiro256** seeded by SplitMix64: small, fast, and fixed here so the output never changes with a crate.
+struct Rng {
+    s: [u64; 4],
+}
+
+impl Rng {
+    fn new(seed: u64) -> Self {
+        let mut sm = seed;
+        let mut next = || {
+            sm = sm.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = sm;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^ (z >> 31)
+        };
+        Rng { s: [next(), next(), next(), next()] }
+    }
+
+    fn next_u64(&mut self) -> u64 {
+        let result = self.s[1].wrapping_mul(5).rotate_left(7).wrapping_mul(9);
+        let t = self.s[1] << 17;
+        self.s[2] ^= self.s[0];
+        self.s[3] ^= self.s[1];
+        self.s[1] ^= self.s[2];
+        self.s[0] ^= self.s[3];
+        self.s[2] ^= t;
+        self.s[3] = self.s[3].rotate_left(45);
+        result
+    }
+
+    /// Uniform in `0..n` (multiply-shift; the bias is below 2^-32 for the ranges used here). `n` must be > 0.
+    fn below(&mut self, n: u64) -> u64 {
+        ((u128::from(self.next_u64()) * u128::from(n)) >> 64) as u64
+    }
+
+    /// Uniform in `lo..=hi`.
+    fn between(&mut self, lo: u64, hi: u64) -> u64 {
+        lo + self.below(hi - lo + 1)
+    }
+
+    fn chance(&mut self, per_million: u32) -> bool {
+        self.below(MILLION) < u64::from(per_million)
+    }
+
+    fn coin(&mut self) -> bool {
+        self.next_u64() >> 63 == 1
+    }
+
+    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+        &items[self.below(items.len() as u64) as usize]
+    }
+}
+
+fn is_leap(y: i64) -> bool {
+    y % 4 == 0 && (y % 100 != 0 || y % 400 == 0)
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date.
+fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let m = i64::from(m);
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(d) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// The date of a day number (days since 1970-01-01).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+/// Index of the Monday-based week of a day number (1970-01-01 was a Thursday).
+fn week_of(day: i64) -> i64 {
+    (day + 3).div_euclid(7)
+}
+
+const DIGIT_PAIRS: &[u8; 200] = b"0001020304050607080910111213141516171819202122232425262728293031323334353637383940414243444546474849\
+                                  5051525354555657585960616263646566676869707172737475767778798081828384858687888990919293949596979899";
+
+/// Two digits of `n % 100`.
+fn pair(n: u64) -> [u8; 2] {
+    let i = (n % 100) as usize * 2;
+    [DIGIT_PAIRS[i], DIGIT_PAIRS[i + 1]]
+}
+
+/// Decimal digits of `n` (1 for 0).
+fn digit_count(n: u64) -> usize {
+    let mut count = 1;
+    let mut bound = 10u64;
+    while count < 20 && n >= bound {
+        count += 1;
+        bound = bound.wrapping_mul(10);
+    }
+    count
+}
+
+/// `n` in decimal, written in place at the end of `v`.
+fn push_uint(v: &mut Vec<u8>, mut n: u64) {
+    let start = v.len();
+    v.resize(start + digit_count(n), b'0');
+    let out = &mut v[start..];
+    let mut i = out.len();
+    while n >= 100 {
+        i -= 2;
+        out[i..i + 2].copy_from_slice(&pair(n));
+        n /= 100;
+    }
+    if n >= 10 {
+        out[..2].copy_from_slice(&pair(n));
+    } else {
+        out[0] = b'0' + n as u8;
+    }
+}
+
+/// `n` in exactly `width` digits, zero-padded (`n` must fit).
+fn push_padded(v: &mut Vec<u8>, mut n: u64, width: usize) {
+    let mut tmp = [b'0'; 20];
+    for slot in tmp[..width].iter_mut().rev() {
+        *slot = b'0' + (n % 10) as u8;
+        n /= 10;
+    }
+    v.extend_from_slice(&tmp[..width]);
+}
+
+/// `n` with a space between groups of three digits: `1 234 567`.
+fn push_grouped(v: &mut Vec<u8>, mut n: u64) {
+    let mut tmp = [0u8; 26];
+    let mut i = tmp.len();
+    let mut digits = 0;
+    loop {
+        if digits > 0 && digits % 3 == 0 {
+            i -= 1;
+            tmp[i] = b' ';
+        }
+        i -= 1;
+        tmp[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        digits += 1;
+        if n == 0 {
+            break;
+        }
+    }
+    v.extend_from_slice(&tmp[i..]);
+}
+
+fn push_zeros(v: &mut Vec<u8>, count: u8) {
+    for _ in 0..count {
+        v.push(b'0');
+    }
+}
+
+fn push_date(v: &mut Vec<u8>, y: i64, m: u32, d: u32) {
+    push_padded(v, y as u64, 4);
+    v.push(b'-');
+    push_padded(v, u64::from(m), 2);
+    v.push(b'-');
+    push_padded(v, u64::from(d), 2);
+}
+
+/// An amount as written: integer dollars (up to 18 digits) and cents.
+#[derive(Debug, Clone, Copy)]
+struct Amount {
+    dollars: u64,
+    cents: u64,
+}
+
+impl Amount {
+    fn from_cents(c: u64) -> Self {
+        Amount { dollars: c / 100, cents: c % 100 }
+    }
+
+    fn total_cents(self) -> u64 {
+        self.dollars.saturating_mul(100).saturating_add(self.cents)
+    }
+}
+
+/// How an instant is written.
+#[derive(Debug, Clone, Copy, Default)]
+struct TimeFmt {
+    /// `Some(minutes)`: written with a numeric offset instead of `Z`.
+    offset: Option<i32>,
+    frac_digits: u8,
+    frac: u64,
+    lower_t: bool,
+    lower_z: bool,
+}
+
+/// One attempt before it is written.
+#[derive(Debug, Clone, Copy)]
+struct Rec {
+    id: u64,
+    id_zeros: u8,
+    cust: u32,
+    cust_zeros: u8,
+    amount: Amount,
+    prefix: &'static [u8],
+    amount_spaces: bool,
+    instant: i64,
+    time: TimeFmt,
+}
+
+/// Layout of a well-formed line; `Style::default()` is the reference shape.
+#[derive(Debug, Clone, Copy, Default)]
+struct Style {
+    spaced: bool,
+    shuffled: bool,
+    extras: u8,
+    crlf: bool,
+    pad_values: bool,
+    outer_ws: bool,
+}
+
+impl Style {
+    fn is_plain(&self) -> bool {
+        !(self.spaced || self.shuffled || self.crlf || self.pad_values || self.outer_ws) && self.extras == 0
+    }
+}
+
+/// Rendered field values, reused from line to line.
+#[derive(Default)]
+struct Scratch {
+    id: Vec<u8>,
+    cust: Vec<u8>,
+    amount: Vec<u8>,
+    time: Vec<u8>,
+    tmp: Vec<u8>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Field<'a> {
+    key: &'a [u8],
+    val: &'a [u8],
+    quoted: bool,
+}
+
+const NO_FIELD: Field<'static> = Field { key: b"", val: b"", quoted: true };
+
+fn standard_fields(s: &Scratch) -> [Field<'_>; 4] {
+    [
+        Field { key: b"id", val: &s.id, quoted: true },
+        Field { key: b"customer_id", val: &s.cust, quoted: true },
+        Field { key: b"load_amount", val: &s.amount, quoted: true },
+        Field { key: b"time", val: &s.time, quoted: true },
+    ]
+}
+
+/// Writes `{"k":"v",...}` (or `'k':'v'`, or bare keys when `key_quote` is `None`), without a newline.
+fn write_object(buf: &mut Vec<u8>, fields: &[Field<'_>], spaced: bool, key_quote: Option<u8>, val_quote: u8) {
+    buf.push(b'{');
+    for (i, f) in fields.iter().enumerate() {
+        if i > 0 {
+            buf.push(b',');
+            if spaced {
+                buf.push(b' ');
+            }
+        }
+        if let Some(q) = key_quote {
+            buf.push(q);
+            buf.extend_from_slice(f.key);
+            buf.push(q);
+        } else {
+            buf.extend_from_slice(f.key);
+        }
+        buf.push(b':');
+        if spaced {
+            buf.push(b' ');
+        }
+        if f.quoted {
+            buf.push(val_quote);
+            buf.extend_from_slice(f.val);
+            buf.push(val_quote);
+        } else {
+            buf.extend_from_slice(f.val);
+        }
+    }
+    buf.push(b'}');
+}
+
+fn write_json(buf: &mut Vec<u8>, fields: &[Field<'_>]) {
+    write_object(buf, fields, false, Some(b'"'), b'"');
+}
+
+/// Inserts `f` at `pos` in the first `n` entries of `fields`.
+fn insert_field<'a>(fields: &mut [Field<'a>; 8], n: &mut usize, pos: usize, f: Field<'a>) {
+    fields.copy_within(pos..*n, pos + 1);
+    fields[pos] = f;
+    *n += 1;
+}
+
+/// The permutation behind fresh load ids: a keyed bijection on 27 bits, cycle-walked into `0..MAX_ID`.
+struct IdPerm {
+    mul1: u64,
+    mul2: u64,
+    add: u64,
+    xor: u64,
+}
+
+impl IdPerm {
+    fn new(rng: &mut Rng) -> Self {
+        let mask = (1 << ID_BITS) - 1;
+        IdPerm {
+            mul1: rng.next_u64() & mask | 1,
+            mul2: rng.next_u64() & mask | 1,
+            add: rng.next_u64() & mask,
+            xor: rng.next_u64() & mask,
+        }
+    }
+
+    fn apply(&self, x: u64) -> u64 {
+        let mask = (1 << ID_BITS) - 1;
+        let mut x = x;
+        loop {
+            x = x.wrapping_mul(self.mul1).wrapping_add(self.add) & mask;
+            x ^= x >> 14;
+            x = x.wrapping_mul(self.mul2) & mask;
+            x ^= x >> 13;
+            x ^= self.xor;
+            x = x.wrapping_mul(self.mul1) & mask;
+            x ^= x >> 11;
+            if x < MAX_ID {
+                return x;
+            }
+        }
+    }
+}
+
+/// Customer choice: part uniform, part log-uniform over a seeded ranking of the ids.
+struct Customers {
+    n: u64,
+    bits: u64,
+    /// `by_rank[r]` is the id of the customer of activity rank `r` (0 the busiest).
+    by_rank: Vec<u32>,
+}
+
+impl Customers {
+    fn new(n: u32, rng: &mut Rng) -> Self {
+        let n = n.max(1);
+        let mut by_rank: Vec<u32> = (1..=n).collect();
+        for i in (1..by_rank.len()).rev() {
+            let j = rng.below(i as u64 + 1) as usize;
+            by_rank.swap(i, j);
+        }
+        let n = u64::from(n);
+        Customers { n, bits: u64::from(64 - n.leading_zeros()), by_rank }
+    }
+
+    fn uniform(&self, rng: &mut Rng) -> u32 {
+        (1 + rng.below(self.n)) as u32
+    }
+
+    fn skewed(&self, rng: &mut Rng) -> u32 {
+        if rng.below(100) < 45 {
+            return self.uniform(rng);
+        }
+        let lo = 1u64 << rng.below(self.bits);
+        let hi = (lo * 2).min(self.n + 1);
+        let rank = lo + rng.below(hi - lo);
+        self.by_rank[(rank - 1) as usize]
+    }
+}
+
+/// What the generator itself emitted for one customer on its latest day and week (canonical lines only).
+#[derive(Debug, Clone, Copy)]
+struct Track {
+    day: i64,
+    day_cents: u64,
+    week: i64,
+    week_cents: u64,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Burst {
+    cust: u32,
+    remaining: u32,
+    day: i64,
+}
+
+/// A customer who loads once a day for a week, to cross (or exactly meet) the weekly limit.
+#[derive(Debug, Clone, Copy)]
+struct Grinder {
+    active: bool,
+    cust: u32,
+    week: i64,
+    exact: bool,
+    due_at: i64,
+    done_today: bool,
+}
+
+struct Hist {
+    line: Vec<u8>,
+    id: u64,
+    id_zeros: u8,
+    cust: u32,
+}
+
+struct State {
+    rng: Rng,
+    ids: IdPerm,
+    id_counter: u64,
+    pending_id: Option<u64>,
+    customers: Customers,
+    track: Vec<Track>,
+    start: i64,
+    t: i64,
+    day: i64,
+    dates: DateCache,
+    burst: Option<Burst>,
+    grinder: Grinder,
+    last_cust: u32,
+    recent: Vec<Hist>,
+    recent_pos: usize,
+    reservoir: Vec<Hist>,
+    seen: u64,
+    th_malformed: u64,
+    th_replay: u64,
+    th_reuse: u64,
+}
+
+impl State {
+    fn new(opts: &GenerateOptions) -> Self {
+        let mut rng = Rng::new(opts.seed);
+        let ids = IdPerm::new(&mut rng);
+        let customers = Customers::new(opts.customers, &mut rng);
+        let first = days_from_civil(2000, 1, 1) as u64;
+        let last = days_from_civil(2030, 12, 31) as u64;
+        let day = rng.between(first, last) as i64;
+        let start = day * DAY + if rng.coin() { 0 } else { rng.below(DAY as u64) as i64 };
+        let th_malformed = u64::from(opts.malformed_per_million).min(MILLION);
+        let th_replay = (th_malformed + u64::from(opts.replay_per_million)).min(MILLION);
+        let th_reuse = (th_replay + u64::from(opts.id_reuse_per_million)).min(MILLION);
+        let fresh_track = Track { day: i64::MIN, day_cents: 0, week: i64::MIN, week_cents: 0 };
+        State {
+            rng,
+            ids,
+            id_counter: 0,
+            pending_id: None,
+            track: vec![fresh_track; customers.n as usize],
+            customers,
+            start,
+            t: start,
+            day: i64::MIN,
+            dates: DateCache::new(),
+            burst: None,
+            grinder: Grinder { active: false, cust: 1, week: i64::MIN, exact: false, due_at: 0, done_today: true },
+            last_cust: 0,
+            recent: Vec::with_capacity(HISTORY),
+            recent_pos: 0,
+            reservoir: Vec::with_capacity(HISTORY),
+            seen: 0,
+            th_malformed,
+            th_replay,
+            th_reuse,
+        }
+    }
+
+    fn line(&mut self, s: &mut Scratch, buf: &mut Vec<u8>) -> LineKind {
+        self.roll_calendar();
+        let r = self.rng.below(MILLION);
+        let mut short_step = false;
+        let kind = if r < self.th_malformed {
+            self.malformed(s, buf);
+            LineKind::Malformed
+        } else if r < self.th_replay && !self.recent.is_empty() {
+            self.replay(buf);
+            LineKind::Replay
+        } else if r < self.th_reuse && !self.recent.is_empty() {
+            self.id_reuse(s, buf);
+            LineKind::IdReuse
+        } else {
+            short_step = self.fresh(s, buf);
+            LineKind::Fresh
+        };
+        self.advance(short_step);
+        kind
+    }
+
+    /// On a new day of the clock: schedules the grinder's load, and on a new week maybe picks a new grinder.
+    fn roll_calendar(&mut self) {
+        let day = self.t.div_euclid(DAY);
+        if day == self.day {
+            return;
+        }
+        self.day = day;
+        let week = week_of(day);
+        if week != self.grinder.week {
+            self.grinder.week = week;
+            self.grinder.active = self.rng.chance(GRINDER_WEEK_PPM);
+            if self.grinder.active {
+                self.grinder.cust = self.customers.uniform(&mut self.rng);
+                self.grinder.exact = self.rng.coin();
+            }
+        }
+        self.grinder.due_at = day * DAY + self.rng.below(20 * 3_600) as i64;
+        self.grinder.done_today = false;
+    }
+
+    fn advance(&mut self, short_step: bool) {
+        let step = if short_step {
+            self.rng.between(1, 600)
+        } else {
+            match self.rng.below(100) {
+                0..55 => self.rng.between(1, 900),
+                55..90 => self.rng.between(901, 3_600),
+                _ => self.rng.between(3_601, 9_000),
+            }
+        };
+        self.t += step as i64;
+        // Keep four-digit years even for absurd record counts.
+        if self.t >= days_from_civil(9_999, 1, 1) * DAY {
+            self.t = self.start;
+        }
+    }
+
+    /// The next id of the permutation: distinct for the first `MAX_ID` calls.
+    fn fresh_id(&mut self) -> u64 {
+        let id = self.ids.apply(self.id_counter % MAX_ID) + 1;
+        self.id_counter += 1;
+        id
+    }
+
+    /// The id of a new canonical line: an id a malformed line left unclaimed, or a fresh one.
+    fn next_id(&mut self) -> u64 {
+        match self.pending_id.take() {
+            Some(id) => id,
+            None => self.fresh_id(),
+        }
+    }
+
+    fn random_amount(&mut self) -> Amount {
+        let r = self.rng.below(MILLION);
+        if r < ROUND_AMOUNT_END {
+            if r < ZERO_AMOUNT_END {
+                return Amount { dollars: 0, cents: 0 };
+            }
+            if r < HUGE_AMOUNT_END {
+                let digits = self.rng.between(7, 18) as u32;
+                let dollars = self.rng.between(10u64.pow(digits - 1), 10u64.pow(digits) - 1);
+                return Amount { dollars, cents: self.rng.below(100) };
+            }
+            return Amount { dollars: *self.rng.pick(&ROUND_DOLLARS), cents: 0 };
+        }
+        // The low bits of `r` are independent of its range; 30% up to 500.00, 40% to 3,000.00, 30% to 6,000.00.
+        let cents = match r % 10 {
+            0..3 => self.rng.between(1, 50_000),
+            3..7 => self.rng.between(50_000, 300_000),
+            _ => self.rng.between(300_000, 600_000),
+        };
+        Amount::from_cents(cents)
+    }
+
+    /// The amount's prefix and whether it has spaces inside.
+    fn random_amount_format(&mut self) -> (&'static [u8], bool) {
+        match self.rng.below(MILLION) {
+            0..NO_PREFIX_END => (b"", false),
+            NO_PREFIX_END..USD_END => (b"USD", false),
+            USD_END..USD_DOLLAR_END => (b"USD$", false),
+            USD_DOLLAR_END..DOLLAR_USD_END => (b"$USD", false),
+            DOLLAR_USD_END..SPACES_END => (*self.rng.pick(&[&b"$"[..], b"$", b"$", b"", b"USD", b"USD$", b"$USD"]), true),
+            _ => (b"$", false),
+        }
+    }
+
+    fn random_time(&mut self) -> TimeFmt {
+        let mut tf = TimeFmt::default();
+        let r = self.rng.below(MILLION);
+        if r >= LOWERCASE_END {
+            return tf;
+        }
+        let primary = match r {
+            0..OFFSET_END => 0,
+            OFFSET_END..FRACTION_END => 1,
+            _ => 2,
+        };
+        for k in 0..3 {
+            if k != primary && self.rng.below(8) != 0 {
+                continue;
+            }
+            match k {
+                0 => tf.offset = Some(*self.rng.pick(&OFFSETS)),
+                1 => {
+                    tf.frac_digits = self.rng.between(1, 9) as u8;
+                    tf.frac = self.rng.below(10u64.pow(u32::from(tf.frac_digits)));
+                }
+                _ => match self.rng.below(3) {
+                    0 => tf.lower_t = true,
+                    1 => tf.lower_z = true,
+                    _ => (tf.lower_t, tf.lower_z) = (true, true),
+                },
+            }
+        }
+        tf
+    }
+
+    fn random_style(&mut self) -> Style {
+        let mut st = Style::default();
+        if !self.rng.chance(UNUSUAL_PPM) {
+            return st;
+        }
+        let primary = self.rng.below(6);
+        for k in 0..6 {
+            if k != primary && self.rng.below(8) != 0 {
+                continue;
+            }
+            match k {
+                0 => st.spaced = true,
+                1 => st.shuffled = true,
+                2 => st.extras = self.rng.between(1, 3) as u8,
+                3 => st.crlf = true,
+                4 => st.pad_values = true,
+                _ => st.outer_ws = true,
+            }
+        }
+        st
+    }
+
+    /// A record for the current clock with the given customer and amount and random decoration.
+    fn record(&mut self, cust: u32, amount: Amount) -> Rec {
+        let id = self.next_id();
+        self.record_with_id(id, 0, cust, amount)
+    }
+
+    fn record_with_id(&mut self, id: u64, id_zeros: u8, cust: u32, amount: Amount) -> Rec {
+        let (prefix, amount_spaces) = self.random_amount_format();
+        Rec {
+            id,
+            id_zeros,
+            cust,
+            cust_zeros: 0,
+            amount,
+            prefix,
+            amount_spaces,
+            instant: self.t,
+            time: self.random_time(),
+        }
+    }
+
+    /// Writes one line that is not malformed, not a replay and not an id reuse. Returns whether the next
+    /// clock step should be short (a burst is under way).
+    fn fresh(&mut self, s: &mut Scratch, buf: &mut Vec<u8>) -> bool {
+        let today = self.day;
+        if self.grinder.active && !self.grinder.done_today && self.t >= self.grinder.due_at {
+            self.grinder.done_today = true;
+            if let Some(cents) = self.grinder_amount() {
+                let rec = self.record(self.grinder.cust, Amount::from_cents(cents));
+                self.emit_canonical(&rec, s, buf);
+                return false;
+            }
+        }
+        if let Some(b) = self.burst {
+            if b.day != today || b.remaining == 0 {
+                self.burst = None;
+            } else if self.rng.coin() {
+                self.burst = Some(Burst { remaining: b.remaining - 1, ..b });
+                let amount = self.random_amount();
+                let rec = self.record(b.cust, amount);
+                self.emit_canonical(&rec, s, buf);
+                return true;
+            }
+        }
+        let r = self.rng.below(MILLION);
+        if (BURST_START_END..DAY_BOUNDARY_END).contains(&r) && self.last_cust != 0 {
+            let c = self.last_cust;
+            let tr = self.track[c as usize - 1];
+            if tr.day == today && tr.day_cents > 0 && tr.day_cents < DAY_LIMIT {
+                let rec = self.record(c, Amount::from_cents(DAY_LIMIT - tr.day_cents));
+                self.emit_canonical(&rec, s, buf);
+                return false;
+            }
+        }
+        let cust = self.customers.skewed(&mut self.rng);
+        let mut short_step = false;
+        if (OUT_OF_ORDER_END..BURST_START_END).contains(&r) && self.burst.is_none() {
+            self.burst = Some(Burst { cust, remaining: self.rng.between(3, 5) as u32, day: today });
+            short_step = true;
+        }
+        let amount = self.random_amount();
+        let mut rec = self.record(cust, amount);
+        match r {
+            0..ID_ZEROS_END => rec.id_zeros = self.rng.between(1, 4) as u8,
+            ID_ZEROS_END..CUSTOMER_ZEROS_END => rec.cust_zeros = self.rng.between(1, 3) as u8,
+            CUSTOMER_ZEROS_END..OUT_OF_ORDER_END => {
+                rec.instant -= match self.rng.below(100) {
+                    0..60 => self.rng.between(1, 3_600),
+                    60..90 => self.rng.between(3_601, DAY as u64),
+                    _ => self.rng.between(DAY as u64 + 1, 10 * DAY as u64),
+                } as i64;
+            }
+            _ => {}
+        }
+        self.emit_canonical(&rec, s, buf);
+        short_step
+    }
+
+    /// The grinder's load for today: a 3,000.00..4,999.99 share that keeps the day within 5,000.00, or exactly
+    /// what is left to 20,000.00 for the week when it fits (exact grinders only). `None` when the day is full.
+    fn grinder_amount(&mut self) -> Option<u64> {
+        let g = self.grinder;
+        let tr = self.track[g.cust as usize - 1];
+        let day_sum = if tr.day == self.day { tr.day_cents } else { 0 };
+        let week_sum = if tr.week == week_of(self.day) { tr.week_cents } else { 0 };
+        if day_sum >= DAY_LIMIT {
+            return None;
+        }
+        let room = DAY_LIMIT - day_sum;
+        if g.exact {
+            if week_sum >= WEEK_LIMIT {
+                self.grinder.active = false;
+                return None;
+            }
+            let left = WEEK_LIMIT - week_sum;
+            if left <= room {
+                self.grinder.active = false;
+                return Some(left);
+            }
+        }
+        Some(self.rng.between(room.min(300_000), room.min(499_999)))
+    }
+
+    /// Writes a canonical line (a fresh id), tracks its amount and remembers it for replays and id reuse.
+    fn emit_canonical(&mut self, rec: &Rec, s: &mut Scratch, buf: &mut Vec<u8>) {
+        let style = self.random_style();
+        let start = buf.len();
+        self.write_record(rec, &style, s, buf);
+        if rec.cust_zeros == 0 {
+            self.track(rec);
+            self.last_cust = rec.cust;
+        }
+        self.remember(&buf[start..], rec);
+    }
+
+    fn track(&mut self, rec: &Rec) {
+        let cents = rec.amount.total_cents();
+        let day = rec.instant.div_euclid(DAY);
+        let week = week_of(day);
+        let tr = &mut self.track[rec.cust as usize - 1];
+        if day > tr.day {
+            (tr.day, tr.day_cents) = (day, cents);
+        } else if day == tr.day {
+            tr.day_cents = tr.day_cents.saturating_add(cents);
+        }
+        if week > tr.week {
+            (tr.week, tr.week_cents) = (week, cents);
+        } else if week == tr.week {
+            tr.week_cents = tr.week_cents.saturating_add(cents);
+        }
+    }
+
+    /// Keeps the last `HISTORY` canonical lines and a uniform sample of `HISTORY` from the whole file.
+    fn remember(&mut self, line: &[u8], rec: &Rec) {
+        fn store(slots: &mut Vec<Hist>, at: Option<usize>, line: &[u8], rec: &Rec) {
+            match at {
+                Some(i) => {
+                    let h = &mut slots[i];
+                    h.line.clear();
+                    h.line.extend_from_slice(line);
+                    (h.id, h.id_zeros, h.cust) = (rec.id, rec.id_zeros, rec.cust);
+                }
+                None => slots.push(Hist { line: line.to_vec(), id: rec.id, id_zeros: rec.id_zeros, cust: rec.cust }),
+            }
+        }
+        let at = if self.recent.len() < HISTORY { None } else { Some(self.recent_pos) };
+        store(&mut self.recent, at, line, rec);
+        self.recent_pos = (self.recent_pos + 1) % HISTORY;
+        self.seen += 1;
+        if self.reservoir.len() < HISTORY {
+            store(&mut self.reservoir, None, line, rec);
+        } else {
+            let j = self.rng.below(self.seen) as usize;
+            if j < HISTORY {
+                store(&mut self.reservoir, Some(j), line, rec);
+            }
+        }
+    }
+
+    /// An earlier canonical line: a recent one or one sampled from the whole file so far.
+    fn pick_history(&mut self) -> &Hist {
+        if self.rng.coin() {
+            let i = self.rng.below(self.reservoir.len() as u64) as usize;
+            &self.reservoir[i]
+        } else {
+            let i = self.rng.below(self.recent.len() as u64) as usize;
+            &self.recent[i]
+        }
+    }
+
+    fn replay(&mut self, buf: &mut Vec<u8>) {
+        let h = self.pick_history();
+        buf.extend_from_slice(&h.line);
+    }
+
+    /// An earlier id with new content: the same customer with a new amount and time, or another customer.
+    fn id_reuse(&mut self, s: &mut Scratch, buf: &mut Vec<u8>) {
+        let (id, id_zeros, old_cust) = {
+            let h = self.pick_history();
+            (h.id, h.id_zeros, h.cust)
+        };
+        let mut cust = old_cust;
+        if self.rng.coin() {
+            cust = self.customers.skewed(&mut self.rng);
+            if cust == old_cust {
+                cust = (old_cust % self.customers.n as u32) + 1;
+            }
+        }
+        let amount = self.random_amount();
+        let rec = self.record_with_id(id, id_zeros, cust, amount);
+        let style = self.random_style();
+        self.write_record(&rec, &style, s, buf);
+    }
+
+    fn render(&mut self, rec: &Rec, pad_values: bool, s: &mut Scratch) {
+        let (pad_id, pad_cust) = if pad_values {
+            match self.rng.below(3) {
+                0 => (true, false),
+                1 => (false, true),
+                _ => (true, true),
+            }
+        } else {
+            (false, false)
+        };
+        s.id.clear();
+        self.pad(pad_id, &mut s.id, |v| {
+            push_zeros(v, rec.id_zeros);
+            push_uint(v, rec.id);
+        });
+        s.cust.clear();
+        self.pad(pad_cust, &mut s.cust, |v| {
+            push_zeros(v, rec.cust_zeros);
+            push_uint(v, u64::from(rec.cust));
+        });
+        s.amount.clear();
+        self.push_amount(rec, &mut s.amount);
+        s.time.clear();
+        push_time(&mut s.time, &mut self.dates, rec.instant, &rec.time);
+    }
+
+    /// Writes `body`, with one or two spaces around it when `pad` is set.
+    fn pad(&mut self, pad: bool, v: &mut Vec<u8>, body: impl FnOnce(&mut Vec<u8>)) {
+        let (lead, trail) = if pad {
+            match self.rng.below(3) {
+                0 => (true, false),
+                1 => (false, true),
+                _ => (true, true),
+            }
+        } else {
+            (false, false)
+        };
+        if lead {
+            v.push(b' ');
+        }
+        body(v);
+        if trail {
+            v.push(b' ');
+        }
+    }
+
+    fn push_amount(&mut self, rec: &Rec, v: &mut Vec<u8>) {
+        let a = rec.amount;
+        if !rec.amount_spaces {
+            v.extend_from_slice(rec.prefix);
+            push_uint(v, a.dollars);
+            v.push(b'.');
+            push_padded(v, a.cents, 2);
+            return;
+        }
+        let lead = self.rng.coin();
+        let after_prefix = !rec.prefix.is_empty() && self.rng.coin();
+        let grouped = a.dollars >= 1_000;
+        let trail = self.rng.coin() || !(lead || after_prefix || grouped);
+        if lead {
+            v.push(b' ');
+        }
+        v.extend_from_slice(rec.prefix);
+        if after_prefix {
+            v.push(b' ');
+        }
+        push_grouped(v, a.dollars);
+        v.push(b'.');
+        push_padded(v, a.cents, 2);
+        if trail {
+            v.push(b' ');
+        }
+    }
+
+    fn write_record(&mut self, rec: &Rec, style: &Style, s: &mut Scratch, buf: &mut Vec<u8>) {
+        if style.is_plain() {
+            // The reference shape, written straight into the output.
+            buf.extend_from_slice(b"{\"id\":\"");
+            push_zeros(buf, rec.id_zeros);
+            push_uint(buf, rec.id);
+            buf.extend_from_slice(b"\",\"customer_id\":\"");
+            push_zeros(buf, rec.cust_zeros);
+            push_uint(buf, u64::from(rec.cust));
+            buf.extend_from_slice(b"\",\"load_amount\":\"");
+            self.push_amount(rec, buf);
+            buf.extend_from_slice(b"\",\"time\":\"");
+            push_time(buf, &mut self.dates, rec.instant, &rec.time);
+            buf.extend_from_slice(b"\"}\n");
+            return;
+        }
+        self.render(rec, style.pad_values, s);
+        let mut fields = [NO_FIELD; 8];
+        fields[..4].copy_from_slice(&standard_fields(s));
+        let mut n = 4;
+        let first_extra = self.rng.below(EXTRA_FIELDS.len() as u64) as usize;
+        for j in 0..usize::from(style.extras) {
+            let (key, val) = EXTRA_FIELDS[(first_extra + j) % EXTRA_FIELDS.len()];
+            let pos = self.rng.below(n as u64 + 1) as usize;
+            insert_field(&mut fields, &mut n, pos, Field { key, val, quoted: false });
+        }
+        if style.shuffled {
+            for i in (1..n).rev() {
+                let j = self.rng.below(i as u64 + 1) as usize;
+                fields.swap(i, j);
+            }
+        }
+        let (ws_before, ws_after): (&[u8], &[u8]) = if style.outer_ws {
+            match self.rng.below(3) {
+                0 => (b" ", b""),
+                1 => (b"", b"\t"),
+                _ => (b"  ", b" "),
+            }
+        } else {
+            (b"", b"")
+        };
+        buf.extend_from_slice(ws_before);
+        write_object(buf, &fields[..n], style.spaced, Some(b'"'), b'"');
+        buf.extend_from_slice(ws_after);
+        buf.extend_from_slice(if style.crlf { b"\r\n" } else { b"\n" });
+    }
+
+    /// Writes one malformed line. Where the line still carries a readable digit id, that id may be handed to a
+    /// later well-formed line (a malformed line does not claim its id).
+    fn malformed(&mut self, s: &mut Scratch, buf: &mut Vec<u8>) {
+        let cust = self.customers.skewed(&mut self.rng);
+        let amount = self.random_amount();
+        let id = self.fresh_id();
+        let mut rec = self.record_with_id(id, 0, cust, amount);
+        rec.prefix = b"$";
+        rec.amount_spaces = false;
+        rec.time = TimeFmt::default();
+        self.render(&rec, false, s);
+        let start = buf.len();
+        let mut claim = false;
+        match self.rng.below(17) {
+            0 => match self.rng.below(4) {
+                0 => {}
+                1 => buf.extend_from_slice(b"   "),
+                2 => buf.extend_from_slice(b" \t "),
+                _ => buf.push(b'\r'),
+            },
+            1 => {
+                write_json(buf, &standard_fields(s));
+                let len = buf.len() - start;
+                let keep = 1 + self.rng.below(len as u64 - 1) as usize;
+                buf.truncate(start + keep);
+            }
+            2 => match self.rng.below(4) {
+                0 => {
+                    for (i, f) in standard_fields(s).iter().enumerate() {
+                        if i > 0 {
+                            buf.push(b'&');
+                        }
+                        buf.extend_from_slice(f.key);
+                        buf.push(b'=');
+                        buf.extend_from_slice(f.val);
+                    }
+                }
+                1 => write_object(buf, &standard_fields(s), false, Some(b'\''), b'\''),
+                2 => write_object(buf, &standard_fields(s), false, None, b'"'),
+                _ => {
+                    write_json(buf, &standard_fields(s));
+                    buf.pop();
+                    buf.extend_from_slice(b",}");
+                }
+            },
+            3 => {
+                if self.rng.coin() {
+                    buf.push(b'[');
+                    write_json(buf, &standard_fields(s));
+                    buf.push(b']');
+                } else {
+                    buf.push(b'[');
+                    for (i, f) in standard_fields(s).iter().enumerate() {
+                        if i > 0 {
+                            buf.push(b',');
+                        }
+                        buf.push(b'"');
+                        buf.extend_from_slice(f.val);
+                        buf.push(b'"');
+                    }
+                    buf.push(b']');
+                }
+            }
+            4 => match self.rng.below(3) {
+                0 => buf.extend_from_slice(b"null"),
+                1 => push_uint(buf, rec.id),
+                _ => {
+                    buf.extend_from_slice(b"\"{\\\"id\\\":\\\"");
+                    buf.extend_from_slice(&s.id);
+                    buf.extend_from_slice(b"\\\"}\"");
+                }
+            },
+            5 => {
+                let drop = self.rng.below(4) as usize;
+                let all = standard_fields(s);
+                let mut fields = [NO_FIELD; 3];
+                let mut n = 0;
+                for (i, f) in all.iter().enumerate() {
+                    if i != drop {
+                        fields[n] = *f;
+                        n += 1;
+                    }
+                }
+                write_json(buf, &fields);
+                claim = drop != 0;
+            }
+            6 => {
+                let which = self.rng.below(5) as usize;
+                s.tmp.clear();
+                match which {
+                    0 => {
+                        push_uint(&mut s.tmp, rec.amount.dollars);
+                        s.tmp.push(b'.');
+                        push_padded(&mut s.tmp, rec.amount.cents, 2);
+                    }
+                    1 => s.tmp.extend_from_slice(&s.id),
+                    2 => s.tmp.extend_from_slice(if self.rng.coin() { &b"null"[..] } else { &s.cust[..] }),
+                    3 => push_uint(&mut s.tmp, rec.instant as u64),
+                    _ => s.tmp.extend_from_slice(if self.rng.coin() { b"true" } else { b"null" }),
+                }
+                let mut fields = standard_fields(s);
+                let slot = if which == 4 { 2 } else { which.min(3) };
+                fields[slot] = Field { key: fields[slot].key, val: &s.tmp, quoted: false };
+                write_json(buf, &fields);
+                claim = slot != 0;
+            }
+            7 => {
+                let mut fields = standard_fields(s);
+                match self.rng.below(5) {
+                    0 | 1 => fields[0].val = b"",
+                    2 => fields[0].val = b"   ",
+                    _ => {
+                        fields[1].val = b"";
+                        claim = true;
+                    }
+                }
+                write_json(buf, &fields);
+            }
+            8 => {
+                let mut fields = standard_fields(s);
+                fields[1].val = self.rng.pick(&BAD_CUSTOMERS).as_bytes();
+                write_json(buf, &fields);
+                claim = true;
+            }
+            9 => {
+                let mut fields = standard_fields(s);
+                fields[0].val = self.rng.pick(&BAD_IDS).as_bytes();
+                write_json(buf, &fields);
+            }
+            10 => {
+                let mut fields = standard_fields(s);
+                fields[2].val = self.rng.pick(&BAD_AMOUNTS).as_bytes();
+                write_json(buf, &fields);
+                claim = true;
+            }
+            11 => {
+                s.time.pop();
+                if self.rng.coin() {
+                    s.time.extend_from_slice(b".250");
+                }
+                write_json(buf, &standard_fields(s));
+                claim = true;
+            }
+            12 => {
+                // "YYYY-MM-DDTHH:MM:SSZ": seconds at 17..19.
+                s.time[17..19].copy_from_slice(b"60");
+                if self.rng.coin() {
+                    s.time[11..16].copy_from_slice(b"23:59");
+                }
+                write_json(buf, &standard_fields(s));
+                claim = true;
+            }
+            13 => {
+                let (y, _, _) = civil_from_days(rec.instant.div_euclid(DAY));
+                let (y, m, d) = match self.rng.below(7) {
+                    0 => (y, 2, 30),
+                    1 => (if is_leap(y) { y + 1 } else { y }, 2, 29),
+                    2 => (y, *self.rng.pick(&[4, 6, 9, 11]), 31),
+                    3 => (y, 13, 1 + self.rng.below(28) as u32),
+                    4 => (y, 0, 1 + self.rng.below(28) as u32),
+                    5 => (y, 1 + self.rng.below(12) as u32, 0),
+                    _ => (y, 1, 32),
+                };
+                s.tmp.clear();
+                push_date(&mut s.tmp, y, m, d);
+                s.tmp.extend_from_slice(&s.time[10..]);
+                std::mem::swap(&mut s.tmp, &mut s.time);
+                write_json(buf, &standard_fields(s));
+                claim = true;
+            }
+            14 => {
+                let dup = self.rng.below(4) as usize;
+                s.tmp.clear();
+                match dup {
+                    0 => push_uint(&mut s.tmp, rec.id + 1),
+                    1 => push_uint(&mut s.tmp, u64::from(rec.cust) + 1),
+                    2 => s.tmp.extend_from_slice(b"$1.00"),
+                    _ => s.tmp.extend_from_slice(&s.time),
+                }
+                let same = self.rng.coin();
+                let mut fields = [NO_FIELD; 8];
+                fields[..4].copy_from_slice(&standard_fields(s));
+                let mut n = 4;
+                let copy = Field { val: if same { fields[dup].val } else { &s.tmp }, ..fields[dup] };
+                let pos = dup + 1 + self.rng.below((4 - dup) as u64) as usize;
+                insert_field(&mut fields, &mut n, pos, copy);
+                write_json(buf, &fields[..n]);
+                claim = dup != 0;
+            }
+            15 => {
+                let variant = self.rng.below(4);
+                s.tmp.clear();
+                match variant {
+                    0 => {}
+                    1 => {
+                        s.tmp.push(0xA3);
+                        s.tmp.extend_from_slice(&s.amount[1..]);
+                    }
+                    2 => {
+                        s.tmp.extend_from_slice(&s.amount);
+                        s.tmp.extend_from_slice(if self.rng.coin() { b"\xE2\x82" } else { b"\xC0\xAF" });
+                    }
+                    _ => {
+                        s.tmp.extend_from_slice(&s.time);
+                        s.tmp.push(0xFF);
+                    }
+                }
+                let mut fields = [NO_FIELD; 8];
+                fields[..4].copy_from_slice(&standard_fields(s));
+                let mut n = 4;
+                match variant {
+                    0 => {
+                        let pos = self.rng.below(5) as usize;
+                        insert_field(&mut fields, &mut n, pos, Field { key: b"memo", val: b"caf\xE9", quoted: true });
+                    }
+                    1 | 2 => fields[2].val = &s.tmp,
+                    _ => fields[3].val = &s.tmp,
+                }
+                write_json(buf, &fields[..n]);
+                claim = true;
+            }
+            _ => {
+                let (time, tmp) = (&s.time, &mut s.tmp);
+                tmp.clear();
+                match self.rng.below(11) {
+                    0 => tmp.extend_from_slice(&time[..10]),
+                    1 => {
+                        tmp.extend_from_slice(&time[..19]);
+                        tmp.extend_from_slice(b"+0200");
+                    }
+                    2 => {
+                        tmp.extend_from_slice(&time[..10]);
+                        tmp.extend_from_slice(b"T24:00:00Z");
+                    }
+                    3 => {
+                        tmp.extend_from_slice(&time[..10]);
+                        tmp.extend_from_slice(b"T12:60:00Z");
+                    }
+                    4 => {
+                        tmp.extend_from_slice(&time[..16]);
+                        tmp.push(b'Z');
+                    }
+                    5 => tmp.extend_from_slice(&time[2..]),
+                    6 => {
+                        tmp.extend_from_slice(&time[..10]);
+                        tmp.extend_from_slice(&time[11..]);
+                    }
+                    7 => {}
+                    8 => push_uint(tmp, rec.instant as u64),
+                    9 => {
+                        tmp.extend_from_slice(&time[..19]);
+                        tmp.extend_from_slice(b" Z");
+                    }
+                    _ => {
+                        tmp.extend_from_slice(&time[..19]);
+                        tmp.extend_from_slice(b".Z");
+                    }
+                }
+                let mut fields = standard_fields(s);
+                fields[3].val = &s.tmp;
+                write_json(buf, &fields);
+                claim = true;
+            }
+        }
+        buf.push(b'\n');
+        if claim && self.pending_id.is_none() && self.rng.chance(RECLAIM_PPM) {
+            self.pending_id = Some(rec.id);
+        }
+    }
+}
+
+/// The last local date written, as `YYYY-MM-DD`: consecutive lines mostly share it.
+struct DateCache {
+    day: i64,
+    text: [u8; 10],
+}
+
+impl DateCache {
+    fn new() -> Self {
+        DateCache { day: i64::MIN, text: [0; 10] }
+    }
+}
+
+fn push_time(v: &mut Vec<u8>, cache: &mut DateCache, instant: i64, tf: &TimeFmt) {
+    let local = instant + i64::from(tf.offset.unwrap_or(0)) * 60;
+    let day = local.div_euclid(DAY);
+    if day != cache.day {
+        let (y, m, d) = civil_from_days(day);
+        let ([y0, y1], [y2, y3]) = (pair(y as u64 / 100), pair(y as u64));
+        let ([m0, m1], [d0, d1]) = (pair(u64::from(m)), pair(u64::from(d)));
+        cache.text = [y0, y1, y2, y3, b'-', m0, m1, b'-', d0, d1];
+        cache.day = day;
+    }
+    let sod = local.rem_euclid(DAY) as u64;
+    let [h0, h1] = pair(sod / 3_600);
+    let [m0, m1] = pair(sod / 60 % 60);
+    let [s0, s1] = pair(sod % 60);
+    let t = if tf.lower_t { b't' } else { b'T' };
+    v.extend_from_slice(&cache.text);
+    v.extend_from_slice(&[t, h0, h1, b':', m0, m1, b':', s0, s1]);
+    if tf.frac_digits > 0 {
+        v.push(b'.');
+        push_padded(v, tf.frac, usize::from(tf.frac_digits));
+    }
+    match tf.offset {
+        None => v.push(if tf.lower_z { b'z' } else { b'Z' }),
+        Some(minutes) => {
+            v.push(if minutes < 0 { b'-' } else { b'+' });
+            let m = u64::from(minutes.unsigned_abs());
+            push_padded(v, m / 60, 2);
+            v.push(b':');
+            push_padded(v, m % 60, 2);
+        }
+    }
+}

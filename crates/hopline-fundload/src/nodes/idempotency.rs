@@ -1,0 +1,110 @@
+//! `idempotency`: the first occurrence of a load id in the stream is canonical; every later
+//! line with the same id is declined, whatever its customer, amount or time.
+//!
+//! Ids are compared as written (`007` and `7` differ). Ids of up to 19 digits are kept as one
+//! 128-bit number (length and value), so the registry costs 16 bytes a distinct id plus the
+//! hash table's overhead and allocates nothing per line; longer ids are kept as strings. The
+//! registry holds every distinct id of the run: that is the rule (idempotency is global over
+//! the stream), and its size is bounded by the input.
+
+use std::collections::HashSet;
+
+use compact_str::CompactString;
+use foldhash::fast::RandomState;
+use hopline_model::{Context, Emit, Incident, Node, NodeError, NodeKind, NodeReport};
+
+use crate::message::{ATTEMPT, DECISION, Decision, LoadMsg, Outcome};
+
+pub const KIND: NodeKind<LoadMsg> = NodeKind {
+    name: "idempotency",
+    summary: "declines every attempt whose id was already seen in the stream",
+    consumes: &[ATTEMPT, DECISION],
+    emits: &[ATTEMPT, DECISION],
+    requires: &["parse"],
+    build: |params| {
+        params.read::<NoParams>()?;
+        Ok(Box::new(Idempotency::default()))
+    },
+};
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NoParams {}
+
+/// Every id seen so far.
+#[derive(Default)]
+pub struct IdRegistry {
+    short: HashSet<u128, RandomState>,
+    long: HashSet<CompactString, RandomState>,
+}
+
+impl IdRegistry {
+    /// Records `id` (ASCII digits); returns false if it was already there.
+    pub fn insert(&mut self, id: &str) -> bool {
+        if id.len() <= 19 {
+            let value = id.bytes().fold(0u64, |acc, b| acc * 10 + u64::from(b - b'0'));
+            self.short.insert((id.len() as u128) << 64 | u128::from(value))
+        } else {
+            self.long.insert(CompactString::from(id))
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.short.len() + self.long.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[derive(Default)]
+pub struct Idempotency {
+    seen: IdRegistry,
+    duplicates: Option<Incident>,
+}
+
+impl Node<LoadMsg> for Idempotency {
+    fn process(&mut self, ctx: &Context<'_>, message: LoadMsg, out: &mut Emit<'_, LoadMsg>) -> Result<(), NodeError> {
+        match message {
+            LoadMsg::Attempt(attempt) => {
+                if self.seen.insert(&attempt.id) {
+                    out.emit(LoadMsg::Attempt(attempt));
+                } else {
+                    self.duplicates.get_or_insert_with(|| Incident::new("duplicate ids", "id seen earlier")).record(ctx.seq());
+                    out.emit(LoadMsg::Decision(Decision {
+                        id: attempt.id,
+                        customer_id: attempt.customer_id,
+                        outcome: Outcome::Duplicate,
+                    }));
+                }
+            }
+            decision @ LoadMsg::Decision(_) => out.emit(decision),
+            other => return Err(super::unexpected(&other)),
+        }
+        Ok(())
+    }
+
+    fn report(&self) -> NodeReport {
+        NodeReport { counts: vec![("distinct ids".into(), self.seen.len() as u64)], incidents: self.duplicates.iter().cloned().collect() }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_compared_as_written() {
+        let mut ids = IdRegistry::default();
+        assert!(ids.insert("7"));
+        assert!(ids.insert("007"));
+        assert!(!ids.insert("7"));
+        assert!(!ids.insert("007"));
+        assert!(ids.insert("9999999999999999999"));
+        assert!(ids.insert("99999999999999999999"));
+        assert!(!ids.insert("99999999999999999999"));
+        assert!(ids.insert("099999999999999999999"));
+        assert_eq!(ids.len(), 5);
+    }
+}

@@ -1,0 +1,193 @@
+//! Timestamps: RFC 3339 date-times with a zone, reduced to the UTC day they fall on.
+//!
+//! Only the UTC calendar day matters to the rules (day and week windows, Mondays), so a
+//! timestamp is read straight into a day number (days since 1970-01-01) without any
+//! date-time library. Leap seconds, missing zones and impossible dates are refused.
+
+use serde::Deserialize;
+
+/// Reads `YYYY-MM-DDTHH:MM:SS[.fraction](Z|±HH:MM)` (`t` and `z` may be lowercase, as RFC 3339
+/// allows) and returns the UTC day: days since 1970-01-01, negative before it.
+pub fn parse_utc_day(s: &[u8]) -> Option<i64> {
+    if s.len() < 20 {
+        return None;
+    }
+    let year = digits4(s, 0)?;
+    let month = digits2(s, 5)?;
+    let day = digits2(s, 8)?;
+    let hour = digits2(s, 11)?;
+    let minute = digits2(s, 14)?;
+    let second = digits2(s, 17)?;
+    if s[4] != b'-' || s[7] != b'-' || !matches!(s[10], b'T' | b't') || s[13] != b':' || s[16] != b':' {
+        return None;
+    }
+    if !(1..=12).contains(&month) || day == 0 || day > days_in_month(year, month) || hour > 23 || minute > 59 || second > 59 {
+        return None;
+    }
+    let mut rest = &s[19..];
+    if let [b'.', tail @ ..] = rest {
+        let digits = tail.iter().take_while(|b| b.is_ascii_digit()).count();
+        if digits == 0 {
+            return None;
+        }
+        rest = &tail[digits..];
+    }
+    let offset_minutes: i64 = match rest {
+        [b'Z' | b'z'] => 0,
+        [sign @ (b'+' | b'-'), _, _, b':', _, _] => {
+            let (oh, om) = (digits2(rest, 1)?, digits2(rest, 4)?);
+            if oh > 23 || om > 59 {
+                return None;
+            }
+            let minutes = i64::from(oh * 60 + om);
+            if *sign == b'-' { -minutes } else { minutes }
+        }
+        _ => return None,
+    };
+    let local_minutes = i64::from(hour) * 60 + i64::from(minute) - offset_minutes;
+    Some(days_from_civil(year, month, day) + local_minutes.div_euclid(24 * 60))
+}
+
+#[inline]
+fn digit(s: &[u8], i: usize) -> Option<u32> {
+    let b = s[i];
+    b.is_ascii_digit().then(|| u32::from(b - b'0'))
+}
+
+#[inline]
+fn digits2(s: &[u8], i: usize) -> Option<u32> {
+    Some(digit(s, i)? * 10 + digit(s, i + 1)?)
+}
+
+#[inline]
+fn digits4(s: &[u8], i: usize) -> Option<u32> {
+    Some(digits2(s, i)? * 100 + digits2(s, i + 2)?)
+}
+
+fn is_leap(year: u32) -> bool {
+    year % 4 == 0 && (year % 100 != 0 || year % 400 == 0)
+}
+
+fn days_in_month(year: u32, month: u32) -> u32 {
+    match month {
+        2 if is_leap(year) => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
+}
+
+/// Days from 1970-01-01 to the given proleptic Gregorian date.
+pub fn days_from_civil(year: u32, month: u32, day: u32) -> i64 {
+    let y = i64::from(year) - i64::from(month <= 2);
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let m = i64::from(month);
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(day) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// A day of the week, Monday first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Weekday {
+    #[default]
+    Monday,
+    Tuesday,
+    Wednesday,
+    Thursday,
+    Friday,
+    Saturday,
+    Sunday,
+}
+
+impl Weekday {
+    /// The weekday of a UTC day number (1970-01-01 was a Thursday).
+    pub fn of_day(day: i64) -> Weekday {
+        const ALL: [Weekday; 7] = [
+            Weekday::Monday,
+            Weekday::Tuesday,
+            Weekday::Wednesday,
+            Weekday::Thursday,
+            Weekday::Friday,
+            Weekday::Saturday,
+            Weekday::Sunday,
+        ];
+        ALL[(day + 3).rem_euclid(7) as usize]
+    }
+
+    /// Monday is 0, Sunday 6.
+    pub fn index(self) -> i64 {
+        self as i64
+    }
+}
+
+/// The first day of the week that holds `day`, for weeks starting on `start`.
+pub fn week_of(day: i64, start: Weekday) -> i64 {
+    day - (Weekday::of_day(day).index() - start.index()).rem_euclid(7)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn day(s: &str) -> Option<i64> {
+        parse_utc_day(s.as_bytes())
+    }
+
+    #[test]
+    fn utc_dates_become_day_numbers() {
+        assert_eq!(day("1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(day("2000-01-01T00:00:00Z"), Some(10_957));
+        assert_eq!(day("1969-12-31T23:59:59Z"), Some(-1));
+        assert_eq!(day("2000-03-01T12:00:00.123456Z"), Some(days_from_civil(2000, 3, 1)));
+    }
+
+    #[test]
+    fn offsets_move_the_day_to_utc() {
+        assert_eq!(day("2000-01-03T00:00:03+02:00"), day("2000-01-02T12:00:00Z"));
+        assert_eq!(day("2000-01-02T23:30:00-01:00"), day("2000-01-03T00:30:00Z"));
+        assert_eq!(day("2000-01-02T23:30:00-00:00"), day("2000-01-02T00:00:00Z"));
+    }
+
+    #[test]
+    fn lowercase_separator_and_zone_are_rfc3339() {
+        assert_eq!(day("2000-01-01t00:00:00z"), Some(10_957));
+    }
+
+    #[test]
+    fn malformed_timestamps_are_refused() {
+        for bad in [
+            "2000-01-01T00:00:00",
+            "2000-01-01T00:00:60Z",
+            "2001-02-29T00:00:00Z",
+            "2000-02-30T00:00:00Z",
+            "2000-13-01T00:00:00Z",
+            "2000-00-01T00:00:00Z",
+            "2000-01-01 00:00:00Z",
+            "2000-01-01T24:00:00Z",
+            "2000-01-01T00:00:00.Z",
+            "2000-01-01T00:00:00+0200",
+            "2000-01-01T00:00:00+24:00",
+            "2000-01-01T00:00Z",
+            "2000-1-01T00:00:00Z",
+            "2000-01-01T00:00:00ZZ",
+            "",
+        ] {
+            assert_eq!(day(bad), None, "{bad}");
+        }
+        assert!(day("2000-02-29T00:00:00Z").is_some());
+    }
+
+    #[test]
+    fn weekdays_and_week_starts() {
+        let monday = days_from_civil(2000, 1, 3);
+        assert_eq!(Weekday::of_day(monday), Weekday::Monday);
+        assert_eq!(Weekday::of_day(monday - 1), Weekday::Sunday);
+        assert_eq!(week_of(monday + 6, Weekday::Monday), monday);
+        assert_eq!(week_of(monday - 1, Weekday::Monday), monday - 7);
+        assert_eq!(week_of(monday - 1, Weekday::Sunday), monday - 1);
+        assert_eq!(week_of(monday, Weekday::Sunday), monday - 1);
+    }
+}
