@@ -12,10 +12,7 @@ use std::time::{Duration, Instant};
 use fundload_straightline::{Rules, run};
 
 fn main() {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../tests/fixtures/fund_load/input.txt"
-    );
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures/fund_load/input.txt");
     let base = std::fs::read_to_string(path).expect("reading input.txt");
     let lines: Vec<&str> = base.lines().collect();
     let mut input = String::with_capacity(base.len() * 1_000 + 4_000_000);
@@ -37,12 +34,7 @@ fn main() {
         }
     }
     let input = input.into_bytes();
-    println!(
-        "input: {} lines, {} bytes ({:.1} bytes/line)",
-        1_000_000,
-        input.len(),
-        input.len() as f64 / 1e6
-    );
+    println!("input: {} lines, {} bytes ({:.1} bytes/line)", 1_000_000, input.len(), input.len() as f64 / 1e6);
     for (name, rules) in [("baseline", Rules::baseline()), ("exp_mp", Rules::exp_mp())] {
         let mut times: Vec<Duration> = Vec::new();
         let mut counts = None;

@@ -61,62 +61,97 @@ fn field_index(key: &[u8]) -> Option<usize> {
 // Fast path
 // ---------------------------------------------------------------------------------------------
 
+const LO: u64 = 0x0101_0101_0101_0101;
+const HI: u64 = 0x8080_8080_8080_8080;
+const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+
+/// Longest line the fast path looks at (longer lines take the general path).
+const FAST_MAX_LEN: usize = 256;
+
+/// One bit per byte of `w` (bit k for byte k, little-endian) that equals `byte`; exact.
+#[inline(always)]
+fn eq_mask(w: u64, byte: u8) -> u64 {
+    let x = w ^ (LO * u64::from(byte));
+    // High bit of each byte: set iff that byte of x is zero (no carries between bytes).
+    let zero = !(((x & LOW7) + LOW7) | x | LOW7);
+    // Gather the eight high bits into the low byte.
+    (zero >> 7).wrapping_mul(0x0102_0408_1020_4080) >> 56
+}
+
+/// Non-zero iff `w` has a byte that cannot appear raw in a plain JSON string or needs decoding:
+/// `\\`, a control character (< 0x20), or a byte >= 0x80.
+#[inline(always)]
+fn odd_bytes(w: u64) -> u64 {
+    let backslash = w ^ (LO * u64::from(b'\\'));
+    ((backslash.wrapping_sub(LO) & !backslash) | (w.wrapping_sub(LO * 0x20) & !w) | w) & HI
+}
+
 /// Parses the common compact shape `{"k":"v","k":"v","k":"v","k":"v"}` with exactly the four
-/// known keys, each once, in any order, no whitespace between tokens, and string values made only
-/// of printable ASCII without `\` (so no escapes and no decoding needed: the raw bytes are the
-/// string). Returns the four raw values, or `None` for anything else (the caller then takes the
+/// known keys, each once, in any order, no whitespace between tokens, and only printable ASCII
+/// without `\\` anywhere in the line (so no escapes and no decoding: the raw bytes are the
+/// strings). Returns the four raw values, or `None` for anything else (the caller then takes the
 /// general path, which decides validity and echo). A `Some` is always a valid JSON object.
+///
+/// Branch-light: one SWAR pass builds a bit mask of the quote positions and checks for odd
+/// bytes, then the 16 quotes are checked against the shape.
 #[inline]
 pub(crate) fn fast_fields(line: &[u8]) -> Option<[&[u8]; 4]> {
     let n = line.len();
-    if n < 2 || line[0] != b'{' || line[n - 1] != b'}' {
+    if !(2..=FAST_MAX_LEN).contains(&n) || line[0] != b'{' || line[n - 1] != b'}' {
+        return None;
+    }
+    let mut quotes = [0u64; FAST_MAX_LEN / 64];
+    let mut odd = 0u64;
+    let mut chunks = line.chunks_exact(8);
+    let mut at = 0;
+    for chunk in &mut chunks {
+        let w = u64::from_le_bytes(chunk.try_into().ok()?);
+        odd |= odd_bytes(w);
+        quotes[at / 64] |= eq_mask(w, b'"') << (at % 64);
+        at += 8;
+    }
+    let rest = chunks.remainder();
+    if !rest.is_empty() {
+        // Pad with spaces: neither quotes nor odd bytes.
+        let mut word = [b' '; 8];
+        word[..rest.len()].copy_from_slice(rest);
+        let w = u64::from_le_bytes(word);
+        odd |= odd_bytes(w);
+        quotes[at / 64] |= eq_mask(w, b'"') << (at % 64);
+    }
+    if odd != 0 {
+        return None;
+    }
+    let mut q = [0usize; 16];
+    let mut count = 0;
+    for (wi, &mask) in quotes.iter().enumerate() {
+        let mut m = mask;
+        while m != 0 {
+            if count == 16 {
+                return None;
+            }
+            q[count] = wi * 64 + m.trailing_zeros() as usize;
+            count += 1;
+            m &= m - 1;
+        }
+    }
+    // `{"k":"v","k":"v","k":"v","k":"v"}`: the quotes and the single bytes between them.
+    if count != 16 || q[0] != 1 || q[15] != n - 2 {
         return None;
     }
     let mut fields: [&[u8]; 4] = [&[]; 4];
     let mut seen = 0u8;
-    let mut pos = 1;
-    loop {
-        // Key.
-        if *line.get(pos)? != b'"' {
+    for pair in 0..4 {
+        let [k0, k1, v0, v1] = [q[4 * pair], q[4 * pair + 1], q[4 * pair + 2], q[4 * pair + 3]];
+        if v0 != k1 + 2 || line[k1 + 1] != b':' {
             return None;
         }
-        pos += 1;
-        let key_start = pos;
-        while *line.get(pos)? != b'"' {
-            pos += 1;
-        }
-        // A key with an escape or any odd byte does not equal one of the four names.
-        let index = field_index(&line[key_start..pos])?;
-        let bit = 1u8 << index;
-        if seen & bit != 0 {
+        if pair < 3 && (q[4 * pair + 4] != v1 + 2 || line[v1 + 1] != b',') {
             return None;
         }
-        seen |= bit;
-        pos += 1;
-        // Separator and opening quote of the value.
-        if line.get(pos..pos + 2)? != b":\"" {
-            return None;
-        }
-        pos += 2;
-        let value_start = pos;
-        loop {
-            let b = *line.get(pos)?;
-            if b == b'"' {
-                break;
-            }
-            // Escapes, control characters (invalid raw in JSON) and non-ASCII: general path.
-            if b == b'\\' || !(0x20..0x80).contains(&b) {
-                return None;
-            }
-            pos += 1;
-        }
-        fields[index] = &line[value_start..pos];
-        pos += 1;
-        match *line.get(pos)? {
-            b',' => pos += 1,
-            b'}' if pos == n - 1 => break,
-            _ => return None,
-        }
+        let index = field_index(&line[k0 + 1..k1])?;
+        seen |= 1 << index;
+        fields[index] = &line[v0 + 1..v1];
     }
     if seen == 0b1111 { Some(fields) } else { None }
 }

@@ -53,11 +53,7 @@ struct IdSet {
 impl IdSet {
     fn with_capacity(expected: usize) -> Self {
         let slots = (expected.saturating_mul(2)).next_power_of_two().max(64);
-        IdSet {
-            slots: vec![0; slots],
-            len: 0,
-            long: FastSet::default(),
-        }
+        IdSet { slots: vec![0; slots], len: 0, long: FastSet::default() }
     }
 
     #[inline(always)]
@@ -72,6 +68,15 @@ impl IdSet {
             Some(key) => self.insert(key),
             None if self.long.contains(id) => false,
             None => self.long.insert(id.into()),
+        }
+    }
+
+    /// Loads the home slot of `id` so a later [`IdSet::claim`] finds it in cache.
+    #[inline(always)]
+    fn touch(&self, id: &[u8]) -> u64 {
+        match encode_digits(id) {
+            Some(key) => self.slots[Self::home(key, self.slots.len() - 1)],
+            None => 0,
         }
     }
 
@@ -167,11 +172,7 @@ struct Log<E> {
 
 impl<E: Copy> Log<E> {
     fn new() -> Self {
-        Log {
-            entries: Vec::new(),
-            index: FastMap::default(),
-            indexed: 0,
-        }
+        Log { entries: Vec::new(), index: FastMap::default(), indexed: 0 }
     }
 
     /// Writes `entry` back to `*slot`, or appends it and records the slot.
@@ -277,11 +278,7 @@ impl State {
     #[inline(never)]
     fn switch_day(&mut self, ci: usize, day: i32) {
         let c = &mut self.customers[ci];
-        let spilled = DayEntry {
-            key: window_key(ci, c.day),
-            attempts: c.attempts,
-            total: c.day_total,
-        };
+        let spilled = DayEntry { key: window_key(ci, c.day), attempts: c.attempts, total: c.day_total };
         self.days.spill(spilled, &mut c.day_slot);
         c.day = day;
         let found = if day > c.max_day {
@@ -309,10 +306,7 @@ impl State {
     #[inline(never)]
     fn switch_week(&mut self, ci: usize, week: i32) {
         let c = &mut self.customers[ci];
-        let spilled = WeekEntry {
-            key: window_key(ci, c.week),
-            total: c.week_total,
-        };
+        let spilled = WeekEntry { key: window_key(ci, c.week), total: c.week_total };
         self.weeks.spill(spilled, &mut c.week_slot);
         c.week = week;
         let found = if week > c.max_week {
@@ -333,6 +327,17 @@ impl State {
         }
     }
 
+    /// Brings the id-table slots of the given ids into cache (the loads are independent, so
+    /// their misses overlap); purely a speed hint.
+    #[inline]
+    pub(crate) fn touch_ids<'a>(&self, ids: impl Iterator<Item = &'a [u8]>) {
+        let mut sink = 0u64;
+        for id in ids {
+            sink ^= self.ids.touch(id);
+        }
+        std::hint::black_box(sink);
+    }
+
     /// Decides a well-formed line and updates the state.
     #[inline]
     pub(crate) fn decide(&mut self, valid: &Valid<'_>) -> bool {
@@ -350,11 +355,7 @@ impl State {
         if self.customers[ci].week != week {
             self.switch_week(ci, week);
         }
-        let multiplier = if (day64 + 3).rem_euclid(7) == 0 {
-            self.monday_multiplier_e4
-        } else {
-            10_000
-        };
+        let multiplier = if (day64 + 3).rem_euclid(7) == 0 { self.monday_multiplier_e4 } else { 10_000 };
         let effective = valid.cents.saturating_mul(multiplier);
 
         let c = &mut self.customers[ci];

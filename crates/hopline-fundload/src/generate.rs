@@ -1459,3 +1459,834 @@ fn push_time(v: &mut Vec<u8>, cache: &mut DateCache, instant: i64, tf: &TimeFmt)
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::{BTreeMap, HashMap, HashSet};
+    use std::sync::OnceLock;
+
+    /// A well-formed line as the rules read it.
+    #[derive(Debug, Clone)]
+    struct Parsed {
+        id: String,
+        cust: String,
+        amount: String,
+        time: String,
+        cents: u128,
+        utc: i64,
+        local_day: i64,
+    }
+
+    impl Parsed {
+        fn utc_day(&self) -> i64 {
+            self.utc.div_euclid(DAY)
+        }
+    }
+
+    enum Val {
+        Str(String),
+        Other,
+    }
+
+    /// A minimal strict JSON reader, enough to tell a well-formed line from a malformed one.
+    struct Reader<'a> {
+        b: &'a [u8],
+        i: usize,
+    }
+
+    impl Reader<'_> {
+        fn ws(&mut self) {
+            while self.i < self.b.len() && matches!(self.b[self.i], b' ' | b'\t' | b'\r' | b'\n') {
+                self.i += 1;
+            }
+        }
+
+        fn peek(&self) -> Option<u8> {
+            self.b.get(self.i).copied()
+        }
+
+        fn eat(&mut self, c: u8) -> Result<(), &'static str> {
+            if self.peek() == Some(c) {
+                self.i += 1;
+                Ok(())
+            } else {
+                Err("not json")
+            }
+        }
+
+        fn hex4(&mut self) -> Result<u32, &'static str> {
+            let s = self.b.get(self.i..self.i + 4).ok_or("not json")?;
+            let s = std::str::from_utf8(s).map_err(|_| "not json")?;
+            self.i += 4;
+            u32::from_str_radix(s, 16).map_err(|_| "not json")
+        }
+
+        fn string(&mut self) -> Result<String, &'static str> {
+            self.eat(b'"')?;
+            let mut out = String::new();
+            loop {
+                let c = self.peek().ok_or("not json")?;
+                self.i += 1;
+                match c {
+                    b'"' => return Ok(out),
+                    0..0x20 => return Err("not json"),
+                    b'\\' => {
+                        let e = self.peek().ok_or("not json")?;
+                        self.i += 1;
+                        match e {
+                            b'"' => out.push('"'),
+                            b'\\' => out.push('\\'),
+                            b'/' => out.push('/'),
+                            b'b' => out.push('\u{8}'),
+                            b'f' => out.push('\u{c}'),
+                            b'n' => out.push('\n'),
+                            b'r' => out.push('\r'),
+                            b't' => out.push('\t'),
+                            b'u' => {
+                                let mut code = self.hex4()?;
+                                if (0xD800..0xDC00).contains(&code) {
+                                    self.eat(b'\\')?;
+                                    self.eat(b'u')?;
+                                    let low = self.hex4()?;
+                                    code = 0x10000 + ((code - 0xD800) << 10) + (low - 0xDC00);
+                                }
+                                out.push(char::from_u32(code).ok_or("not json")?);
+                            }
+                            _ => return Err("not json"),
+                        }
+                    }
+                    _ => {
+                        // The line is valid UTF-8: copy the whole character.
+                        let start = self.i - 1;
+                        let mut end = self.i;
+                        while end < self.b.len() && (self.b[end] & 0xC0) == 0x80 {
+                            end += 1;
+                        }
+                        out.push_str(std::str::from_utf8(&self.b[start..end]).map_err(|_| "not json")?);
+                        self.i = end;
+                    }
+                }
+            }
+        }
+
+        fn digits(&mut self) -> usize {
+            let start = self.i;
+            while self.peek().is_some_and(|c| c.is_ascii_digit()) {
+                self.i += 1;
+            }
+            self.i - start
+        }
+
+        fn number(&mut self) -> Result<(), &'static str> {
+            if self.peek() == Some(b'-') {
+                self.i += 1;
+            }
+            match self.peek() {
+                Some(b'0') => self.i += 1,
+                Some(b'1'..=b'9') => {
+                    self.digits();
+                }
+                _ => return Err("not json"),
+            }
+            if self.peek() == Some(b'.') {
+                self.i += 1;
+                if self.digits() == 0 {
+                    return Err("not json");
+                }
+            }
+            if matches!(self.peek(), Some(b'e' | b'E')) {
+                self.i += 1;
+                if matches!(self.peek(), Some(b'+' | b'-')) {
+                    self.i += 1;
+                }
+                if self.digits() == 0 {
+                    return Err("not json");
+                }
+            }
+            Ok(())
+        }
+
+        fn value(&mut self) -> Result<Val, &'static str> {
+            self.ws();
+            let v = match self.peek().ok_or("not json")? {
+                b'"' => Val::Str(self.string()?),
+                b'{' => {
+                    self.object()?;
+                    Val::Other
+                }
+                b'[' => {
+                    self.i += 1;
+                    self.ws();
+                    if self.peek() == Some(b']') {
+                        self.i += 1;
+                    } else {
+                        loop {
+                            self.value()?;
+                            self.ws();
+                            match self.peek() {
+                                Some(b',') => self.i += 1,
+                                Some(b']') => {
+                                    self.i += 1;
+                                    break;
+                                }
+                                _ => return Err("not json"),
+                            }
+                        }
+                    }
+                    Val::Other
+                }
+                b't' | b'f' | b'n' => {
+                    let rest = &self.b[self.i..];
+                    let word: &[u8] = [&b"true"[..], b"false", b"null"]
+                        .into_iter()
+                        .find(|w| rest.starts_with(w))
+                        .ok_or("not json")?;
+                    self.i += word.len();
+                    Val::Other
+                }
+                _ => {
+                    self.number()?;
+                    Val::Other
+                }
+            };
+            self.ws();
+            Ok(v)
+        }
+
+        fn object(&mut self) -> Result<Vec<(String, Val)>, &'static str> {
+            self.eat(b'{')?;
+            let mut members = Vec::new();
+            self.ws();
+            if self.peek() == Some(b'}') {
+                self.i += 1;
+                return Ok(members);
+            }
+            loop {
+                self.ws();
+                let key = self.string()?;
+                self.ws();
+                self.eat(b':')?;
+                let val = self.value()?;
+                members.push((key, val));
+                match self.peek() {
+                    Some(b',') => self.i += 1,
+                    Some(b'}') => {
+                        self.i += 1;
+                        return Ok(members);
+                    }
+                    _ => return Err("not json"),
+                }
+            }
+        }
+    }
+
+    fn two(b: &[u8], at: usize) -> Result<i64, &'static str> {
+        match b.get(at..at + 2) {
+            Some([x, y]) if x.is_ascii_digit() && y.is_ascii_digit() => Ok(i64::from((x - b'0') * 10 + (y - b'0'))),
+            _ => Err("bad time"),
+        }
+    }
+
+    /// RFC 3339 as `RULES.md` has it; returns (UTC seconds, written local day).
+    fn parse_time(t: &str) -> Result<(i64, i64), &'static str> {
+        let b = t.as_bytes();
+        if b.len() < 19 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't') || b[13] != b':' || b[16] != b':'
+        {
+            return Err("bad time");
+        }
+        if !b[..4].iter().all(u8::is_ascii_digit) {
+            return Err("bad time");
+        }
+        let y = two(b, 0)? * 100 + two(b, 2)?;
+        let (mo, d, h, mi, s) = (two(b, 5)?, two(b, 8)?, two(b, 11)?, two(b, 14)?, two(b, 17)?);
+        let mut i = 19;
+        if b.get(i) == Some(&b'.') {
+            i += 1;
+            let start = i;
+            while b.get(i).is_some_and(u8::is_ascii_digit) {
+                i += 1;
+            }
+            if i == start {
+                return Err("bad time");
+            }
+        }
+        let offset = match b.get(i) {
+            None => return Err("no zone"),
+            Some(b'Z' | b'z') if i + 1 == b.len() => 0,
+            Some(&sign @ (b'+' | b'-')) if i + 6 == b.len() && b[i + 3] == b':' => {
+                let (oh, om) = (two(b, i + 1)?, two(b, i + 4)?);
+                if oh > 23 || om > 59 {
+                    return Err("bad time");
+                }
+                (oh * 60 + om) * if sign == b'-' { -1 } else { 1 }
+            }
+            _ => return Err("bad time"),
+        };
+        if h > 23 || mi > 59 {
+            return Err("bad time");
+        }
+        if s == 60 {
+            return Err("leap second");
+        }
+        if s > 59 {
+            return Err("bad time");
+        }
+        let month_days = [31, if is_leap(y) { 29 } else { 28 }, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+        if !(1..=12).contains(&mo) || d < 1 || d > month_days[mo as usize - 1] {
+            return Err("impossible date");
+        }
+        let local_day = days_from_civil(y, mo as u32, d as u32);
+        Ok((local_day * DAY + h * 3_600 + mi * 60 + s - offset * 60, local_day))
+    }
+
+    fn parse_amount(a: &str) -> Result<u128, &'static str> {
+        let a: String = a.chars().filter(|c| !matches!(c, ' ' | '\t' | '\r' | '\n')).collect();
+        let rest = ["USD$", "$USD", "USD", "$"].iter().find_map(|p| a.strip_prefix(p)).unwrap_or(&a);
+        let (int, frac) = rest.split_once('.').ok_or("bad amount")?;
+        let digits = |s: &str| !s.is_empty() && s.bytes().all(|c| c.is_ascii_digit());
+        if !digits(int) || !digits(frac) || frac.len() != 2 || int.len() > 18 {
+            return Err("bad amount");
+        }
+        Ok(int.parse::<u128>().unwrap() * 100 + frac.parse::<u128>().unwrap())
+    }
+
+    fn trim_json_ws(s: &str) -> &str {
+        s.trim_matches(|c| matches!(c, ' ' | '\t' | '\r' | '\n'))
+    }
+
+    /// What the rules make of one line (without its `\n`): the fields, or why it is malformed.
+    fn check_line(line: &[u8]) -> Result<Parsed, &'static str> {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        std::str::from_utf8(line).map_err(|_| "invalid utf-8")?;
+        let mut r = Reader { b: line, i: 0 };
+        r.ws();
+        match r.peek() {
+            None => return Err("blank"),
+            Some(b'{') => {}
+            Some(b'[') => return r.value().and(Err("array")),
+            Some(_) => {
+                r.value()?;
+                return if r.i == line.len() { Err("scalar") } else { Err("not json") };
+            }
+        }
+        let members = r.object()?;
+        r.ws();
+        if r.i != line.len() {
+            return Err("not json");
+        }
+        let mut seen = HashSet::new();
+        for (k, _) in &members {
+            if !seen.insert(k.as_str()) {
+                return Err("repeated key");
+            }
+        }
+        let field = |name: &str| match members.iter().find(|(k, _)| k == name) {
+            None => Err("missing field"),
+            Some((_, Val::Str(s))) => Ok(s.clone()),
+            Some((_, Val::Other)) => Err("not a string"),
+        };
+        let (id, cust, amount, time) = (field("id")?, field("customer_id")?, field("load_amount")?, field("time")?);
+        let digits = |s: &str, empty, bad| match s {
+            "" => Err(empty),
+            s if s.bytes().all(|c| c.is_ascii_digit()) => Ok(s.to_owned()),
+            _ => Err(bad),
+        };
+        let id = digits(trim_json_ws(&id), "empty id", "id not digits")?;
+        let cust = digits(trim_json_ws(&cust), "empty customer_id", "customer_id not digits")?;
+        let cents = parse_amount(&amount)?;
+        let (utc, local_day) = parse_time(&time)?;
+        Ok(Parsed { id, cust, amount, time, cents, utc, local_day })
+    }
+
+    struct Sample {
+        text: Vec<u8>,
+        summary: GenerateSummary,
+        kinds: Vec<LineKind>,
+        results: Vec<Result<Parsed, &'static str>>,
+    }
+
+    impl Sample {
+        fn new(opts: &GenerateOptions) -> Sample {
+            let mut text = Vec::new();
+            let mut kinds = Vec::new();
+            let summary = run(opts, &mut text, Some(&mut kinds)).unwrap();
+            let results = lines(&text).map(check_line).collect();
+            Sample { text, summary, kinds, results }
+        }
+
+        fn lines(&self) -> impl Iterator<Item = &[u8]> {
+            lines(&self.text)
+        }
+
+        fn parsed(&self) -> impl Iterator<Item = &Parsed> {
+            self.results.iter().filter_map(|r| r.as_ref().ok())
+        }
+
+        /// Canonical lines: the first well-formed occurrence of each id.
+        fn canonical(&self) -> Vec<&Parsed> {
+            let mut seen = HashSet::new();
+            self.parsed().filter(|p| seen.insert(p.id.clone())).collect()
+        }
+    }
+
+    /// The lines of `text` without their `\n` (every line has one).
+    fn lines(text: &[u8]) -> impl Iterator<Item = &[u8]> {
+        text.strip_suffix(b"\n").unwrap_or(text).split(|&c| c == b'\n').take(if text.is_empty() { 0 } else { usize::MAX })
+    }
+
+    /// 150,000 lines at the default rates.
+    fn sample() -> &'static Sample {
+        static SAMPLE: OnceLock<Sample> = OnceLock::new();
+        SAMPLE.get_or_init(|| Sample::new(&GenerateOptions { seed: 42, records: 150_000, ..Default::default() }))
+    }
+
+    /// 40,000 lines, 10% of them malformed.
+    fn malformed_sample() -> &'static Sample {
+        static SAMPLE: OnceLock<Sample> = OnceLock::new();
+        SAMPLE.get_or_init(|| {
+            Sample::new(&GenerateOptions {
+                seed: 7,
+                records: 40_000,
+                malformed_per_million: 100_000,
+                ..Default::default()
+            })
+        })
+    }
+
+    fn bytes(opts: &GenerateOptions) -> Vec<u8> {
+        let mut out = Vec::new();
+        generate(opts, &mut out).unwrap();
+        out
+    }
+
+    fn is_prime(n: u64) -> bool {
+        n >= 2 && (2..).take_while(|d| d * d <= n).all(|d| n % d != 0)
+    }
+
+    #[test]
+    fn same_options_give_identical_bytes() {
+        let opts = GenerateOptions { seed: 99, records: 20_000, ..Default::default() };
+        assert_eq!(bytes(&opts), bytes(&opts));
+    }
+
+    #[test]
+    fn different_seeds_give_different_bytes() {
+        let a = bytes(&GenerateOptions { seed: 1, records: 100, ..Default::default() });
+        let b = bytes(&GenerateOptions { seed: 2, records: 100, ..Default::default() });
+        assert_ne!(a, b);
+        assert_ne!(a.split(|&c| c == b'\n').next(), b.split(|&c| c == b'\n').next());
+    }
+
+    #[test]
+    fn output_is_pinned_for_seed_1() {
+        // Changing the generator changes every benchmark input: do it on purpose, then update this line.
+        let first = bytes(&GenerateOptions { records: 1, ..Default::default() });
+        assert_eq!(String::from_utf8(first).unwrap(), PINNED_FIRST_LINE);
+    }
+
+    const PINNED_FIRST_LINE: &str = "";
+
+    #[test]
+    fn writes_exactly_the_requested_number_of_lines() {
+        for records in [0, 1, 2, 17, 1_000, 5_000] {
+            let out = bytes(&GenerateOptions { seed: records, records, ..Default::default() });
+            let newlines = out.iter().filter(|&&c| c == b'\n').count() as u64;
+            assert_eq!(newlines, records, "records = {records}");
+            assert!(out.is_empty() || out.ends_with(b"\n"), "records = {records}");
+        }
+    }
+
+    #[test]
+    fn summary_counts_the_lines_by_kind() {
+        for s in [sample(), malformed_sample()] {
+            let count = |k| s.kinds.iter().filter(|&&x| x == k).count() as u64;
+            assert_eq!(s.summary.records, s.kinds.len() as u64);
+            assert_eq!(s.summary.records, s.results.len() as u64);
+            assert_eq!(s.summary.malformed, count(LineKind::Malformed));
+            assert_eq!(s.summary.replays, count(LineKind::Replay));
+            assert_eq!(s.summary.id_reuses, count(LineKind::IdReuse));
+        }
+    }
+
+    #[test]
+    fn lines_are_malformed_exactly_when_counted_malformed() {
+        for s in [sample(), malformed_sample()] {
+            for (n, (kind, result)) in s.kinds.iter().zip(&s.results).enumerate() {
+                let line = String::from_utf8_lossy(s.lines().nth(n).unwrap()).into_owned();
+                match (kind, result) {
+                    (LineKind::Malformed, Ok(_)) => panic!("line {} should be malformed: {line}", n + 1),
+                    (LineKind::Malformed, Err(_)) | (_, Ok(_)) => {}
+                    (_, Err(why)) => panic!("line {} is malformed ({why}): {line}", n + 1),
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn every_well_formed_line_is_an_object_with_four_string_fields() {
+        let s = sample();
+        let well_formed = s.results.iter().filter(|r| r.is_ok()).count() as u64;
+        assert_eq!(well_formed, s.summary.records - s.summary.malformed);
+        for p in s.parsed() {
+            assert!(!p.id.is_empty() && !p.cust.is_empty() && !p.amount.is_empty() && !p.time.is_empty());
+        }
+    }
+
+    #[test]
+    fn malformed_rate_is_close_to_the_requested_rate() {
+        let count = |per_million| {
+            let opts = GenerateOptions { seed: 5, records: 100_000, malformed_per_million: per_million, ..Default::default() };
+            generate(&opts, io::sink()).unwrap().malformed
+        };
+        assert!((25..=80).contains(&count(500)), "{}", count(500));
+        assert!((1_800..=2_200).contains(&count(20_000)), "{}", count(20_000));
+        assert_eq!(count(0), 0);
+        assert_eq!(count(1_000_000), 100_000);
+    }
+
+    #[test]
+    fn replay_and_reuse_rates_are_close_to_the_requested_rates() {
+        let s = sample().summary;
+        assert!((350..=550).contains(&s.replays), "{s:?}");
+        assert!((220..=380).contains(&s.id_reuses), "{s:?}");
+        let none = GenerateOptions { records: 20_000, replay_per_million: 0, id_reuse_per_million: 0, ..Default::default() };
+        let s = generate(&none, io::sink()).unwrap();
+        assert_eq!((s.replays, s.id_reuses), (0, 0));
+    }
+
+    #[test]
+    fn every_malformed_kind_appears() {
+        let reasons: HashSet<&str> = malformed_sample().results.iter().filter_map(|r| r.as_ref().err().copied()).collect();
+        for want in [
+            "blank",
+            "not json",
+            "array",
+            "scalar",
+            "repeated key",
+            "invalid utf-8",
+            "missing field",
+            "not a string",
+            "empty id",
+            "empty customer_id",
+            "id not digits",
+            "customer_id not digits",
+            "bad amount",
+            "no zone",
+            "leap second",
+            "impossible date",
+            "bad time",
+        ] {
+            assert!(reasons.contains(want), "no malformed line of kind {want:?}");
+        }
+    }
+
+    #[test]
+    fn replays_are_byte_identical_copies_of_earlier_lines() {
+        let s = sample();
+        let mut first_at: HashMap<&[u8], usize> = HashMap::new();
+        let mut replays = 0;
+        let mut far = 0;
+        for (n, (line, kind)) in s.lines().zip(&s.kinds).enumerate() {
+            if *kind == LineKind::Replay {
+                let at = *first_at.get(line).unwrap_or_else(|| panic!("line {} replays nothing", n + 1));
+                replays += 1;
+                far += usize::from(n - at > 10_000);
+            }
+            first_at.entry(line).or_insert(n);
+        }
+        assert!(replays > 100, "{replays}");
+        assert!(far > 10, "only {far} replays reach more than 10,000 lines back");
+    }
+
+    #[test]
+    fn id_reuses_repeat_an_earlier_id_with_different_content() {
+        let s = sample();
+        let mut seen: HashMap<&str, &Parsed> = HashMap::new();
+        let mut reuses = 0;
+        for (p, kind) in s.results.iter().zip(&s.kinds) {
+            let Ok(p) = p else { continue };
+            if *kind == LineKind::IdReuse {
+                let first = seen.get(p.id.as_str()).expect("an id reuse repeats an earlier id");
+                assert!((&first.cust, &first.amount, &first.time) != (&p.cust, &p.amount, &p.time));
+                reuses += 1;
+            }
+            seen.entry(p.id.as_str()).or_insert(p);
+        }
+        assert!(reuses > 100, "{reuses}");
+    }
+
+    #[test]
+    fn fresh_lines_never_repeat_an_earlier_well_formed_id() {
+        let s = sample();
+        let mut seen = HashSet::new();
+        for (p, kind) in s.results.iter().zip(&s.kinds) {
+            let Ok(p) = p else { continue };
+            if *kind == LineKind::Fresh {
+                assert!(!seen.contains(&p.id), "id {} is repeated", p.id);
+            }
+            seen.insert(p.id.clone());
+        }
+    }
+
+    #[test]
+    fn ids_of_malformed_lines_are_taken_up_by_later_lines() {
+        let s = malformed_sample();
+        let mut malformed_ids = HashSet::new();
+        let mut taken_up = 0;
+        for (line, result) in s.lines().zip(&s.results) {
+            match result {
+                Ok(p) => taken_up += usize::from(malformed_ids.contains(&p.id)),
+                Err(_) => {
+                    let text = String::from_utf8_lossy(line);
+                    if let Some(rest) = text.split("\"id\":\"").nth(1) {
+                        malformed_ids.insert(rest.chars().take_while(char::is_ascii_digit).collect::<String>());
+                    }
+                }
+            }
+        }
+        assert!(taken_up > 50, "{taken_up}");
+    }
+
+    #[test]
+    fn most_lines_have_the_reference_shape() {
+        let s = sample();
+        let shaped = s
+            .lines()
+            .zip(&s.results)
+            .filter(|(line, r)| {
+                let Ok(p) = r else { return false };
+                let compact = format!(
+                    "{{\"id\":\"{}\",\"customer_id\":\"{}\",\"load_amount\":\"{}\",\"time\":\"{}\"}}",
+                    p.id, p.cust, p.amount, p.time
+                );
+                *line == compact.as_bytes()
+                    && p.amount.starts_with('$')
+                    && p.amount[1..].bytes().all(|c| c == b'.' || c.is_ascii_digit())
+                    && p.time.len() == 20
+                    && p.time.ends_with('Z')
+                    && p.time.as_bytes()[10] == b'T'
+            })
+            .count();
+        assert!(shaped * 100 > s.results.len() * 90, "{shaped} of {}", s.results.len());
+    }
+
+    #[test]
+    fn clock_starts_between_2000_and_2030() {
+        let mut starts = HashSet::new();
+        for seed in 0..40 {
+            let first = bytes(&GenerateOptions { seed, records: 1, ..Default::default() });
+            let p = check_line(first.strip_suffix(b"\n").unwrap()).unwrap();
+            let (year, _, _) = civil_from_days(p.utc_day());
+            assert!((2000..=2030).contains(&year), "seed {seed}: {}", p.time);
+            starts.insert(p.utc_day());
+        }
+        assert!(starts.len() > 30);
+    }
+
+    #[test]
+    fn default_file_spans_weeks_and_every_weekday() {
+        let s = Sample::new(&GenerateOptions::default());
+        let days: HashSet<i64> = s.parsed().map(Parsed::utc_day).collect();
+        let (min, max) = (days.iter().min().unwrap(), days.iter().max().unwrap());
+        assert!(max - min >= 14, "{} days", max - min);
+        let weekdays: HashSet<i64> = days.iter().map(|d| (d + 3).rem_euclid(7)).collect();
+        assert_eq!(weekdays.len(), 7);
+    }
+
+    #[test]
+    fn customer_ids_stay_within_range() {
+        for customers in [1, 10, 2_000] {
+            let s = Sample::new(&GenerateOptions { records: 5_000, customers, ..Default::default() });
+            let mut used = HashSet::new();
+            for p in s.parsed().filter(|p| !p.cust.starts_with('0')) {
+                let c: u32 = p.cust.parse().unwrap();
+                assert!((1..=customers).contains(&c), "{c} of {customers}");
+                used.insert(c);
+            }
+            assert!(used.len() as u32 >= customers.min(1_000), "{} of {customers} used", used.len());
+        }
+        let zero = Sample::new(&GenerateOptions { records: 100, customers: 0, ..Default::default() });
+        assert!(zero.parsed().all(|p| p.cust.trim_start_matches('0') == "1"));
+    }
+
+    #[test]
+    fn busy_customers_make_more_than_three_attempts_a_day() {
+        let mut per_day: HashMap<(&str, i64), u32> = HashMap::new();
+        for p in sample().canonical() {
+            *per_day.entry((&p.cust, p.utc_day())).or_default() += 1;
+        }
+        let busy = per_day.values().filter(|&&n| n >= 4).count();
+        assert!(busy > 100, "{busy} customer-days with 4 or more attempts");
+    }
+
+    /// Per customer and week: the total and the largest day total, in cents.
+    fn weeks() -> HashMap<(&'static str, i64), (u128, u128)> {
+        let mut days: HashMap<(&str, i64), u128> = HashMap::new();
+        for p in sample().canonical() {
+            *days.entry((&p.cust, p.utc_day())).or_default() += p.cents;
+        }
+        let mut weeks: HashMap<(&str, i64), (u128, u128)> = HashMap::new();
+        for ((cust, day), total) in days {
+            let w = weeks.entry((cust, week_of(day))).or_default();
+            w.0 += total;
+            w.1 = w.1.max(total);
+        }
+        weeks
+    }
+
+    #[test]
+    fn some_weeks_exceed_20000_without_any_day_above_5000() {
+        let n = weeks().values().filter(|(week, max_day)| *week > 2_000_000 && *max_day <= 500_000).count();
+        assert!(n > 50, "{n} such customer-weeks");
+    }
+
+    #[test]
+    fn some_totals_hit_the_limits_exactly() {
+        let mut days: HashMap<(&str, i64), u128> = HashMap::new();
+        for p in sample().canonical() {
+            *days.entry((&p.cust, p.utc_day())).or_default() += p.cents;
+        }
+        let exact_days = days.values().filter(|&&c| c == 500_000).count();
+        assert!(exact_days > 100, "{exact_days} customer-days of exactly 5,000.00");
+        let exact_weeks = weeks().values().filter(|(week, _)| *week == 2_000_000).count();
+        assert!(exact_weeks > 20, "{exact_weeks} customer-weeks of exactly 20,000.00");
+    }
+
+    #[test]
+    fn mondays_are_present() {
+        let mondays = sample().parsed().filter(|p| (p.utc_day() + 3).rem_euclid(7) == 0).count();
+        assert!(mondays > 10_000, "{mondays}");
+        assert_eq!((days_from_civil(2000, 1, 3) + 3).rem_euclid(7), 0, "2000-01-03 was a Monday");
+    }
+
+    #[test]
+    fn some_offsets_cross_the_utc_date() {
+        let parsed: Vec<&Parsed> = sample().parsed().collect();
+        let offsets = parsed.iter().filter(|p| !p.time.ends_with(['Z', 'z'])).count();
+        let crossing = parsed.iter().filter(|p| p.local_day != p.utc_day()).count();
+        assert!(offsets > 1_000, "{offsets}");
+        assert!(crossing > 200, "{crossing}");
+        for sign in ["+14:00", "-12:00", "-05:30", "+00:00"] {
+            assert!(parsed.iter().any(|p| p.time.ends_with(sign)), "{sign}");
+        }
+    }
+
+    #[test]
+    fn some_times_go_backwards_even_by_days() {
+        let parsed: Vec<&Parsed> = sample().parsed().collect();
+        let back: Vec<i64> = parsed.windows(2).map(|w| w[0].utc - w[1].utc).filter(|&d| d > 0).collect();
+        assert!(back.len() > 1_000, "{}", back.len());
+        assert!(back.iter().filter(|&&d| d > DAY).count() > 50);
+        let span = parsed.iter().map(|p| p.utc).max().unwrap() - parsed.iter().map(|p| p.utc).min().unwrap();
+        assert!(span > 365 * DAY, "a 150,000-line file covers years");
+    }
+
+    #[test]
+    fn time_variants_are_present() {
+        let parsed: Vec<&Parsed> = sample().parsed().collect();
+        let count = |f: &dyn Fn(&str) -> bool| parsed.iter().filter(|p| f(&p.time)).count();
+        assert!(count(&|t| t.len() > 19 && t.as_bytes()[19] == b'.') > 300);
+        assert!(count(&|t| t.as_bytes()[10] == b't') > 100);
+        assert!(count(&|t| t.ends_with('z')) > 100);
+    }
+
+    #[test]
+    fn amount_variants_are_present() {
+        let parsed: Vec<&Parsed> = sample().parsed().collect();
+        let count = |f: &dyn Fn(&Parsed) -> bool| parsed.iter().filter(|p| f(p)).count();
+        let bare = |p: &Parsed| p.amount.trim().to_owned();
+        assert!(count(&|p| bare(p).starts_with(|c: char| c.is_ascii_digit())) > 1_000);
+        assert!(count(&|p| bare(p).starts_with("USD") && !bare(p).starts_with("USD$")) > 1_000);
+        assert!(count(&|p| bare(p).starts_with("USD$")) > 1_000);
+        assert!(count(&|p| bare(p).starts_with("$USD")) > 500);
+        assert!(count(&|p| p.amount.contains(' ')) > 500);
+        assert!(count(&|p| p.amount.trim().contains(' ')) > 300, "spaces inside, not only around");
+        assert!(count(&|p| p.cents == 0) > 50);
+        assert!(count(&|p| p.cents >= 10u128.pow(19)) > 0, "an 18-digit amount");
+        assert!(count(&|p| p.cents > 1_000_000_000) > 10);
+        let under_3000 = count(&|p| p.cents <= 300_000);
+        let up_to_6000 = count(&|p| p.cents <= 600_000);
+        assert!(under_3000 * 100 > parsed.len() * 60, "most amounts are under 3,000.00");
+        assert!(up_to_6000 * 1_000 > parsed.len() * 995, "nearly all amounts are up to 6,000.00");
+    }
+
+    #[test]
+    fn id_variants_are_present() {
+        let parsed: Vec<&Parsed> = sample().parsed().collect();
+        assert!(parsed.iter().filter(|p| p.id.starts_with('0')).count() > 100);
+        assert!(parsed.iter().filter(|p| p.cust.starts_with('0')).count() > 100);
+        let primes = parsed.iter().filter(|p| is_prime(p.id.parse().unwrap())).count();
+        assert!(primes * 100 > parsed.len() * 3, "{primes} prime ids");
+        let text = String::from_utf8_lossy(&sample().text);
+        assert!(text.contains("\"id\":\" ") || text.contains("\"id\": \" "), "an id with surrounding spaces");
+    }
+
+    #[test]
+    fn unusual_but_valid_layouts_are_present() {
+        let s = sample();
+        let well_formed = || s.lines().zip(&s.results).filter(|(_, r)| r.is_ok()).map(|(l, _)| l);
+        let count = |f: &dyn Fn(&[u8]) -> bool| well_formed().filter(|l| f(l)).count();
+        let text = |l: &[u8]| String::from_utf8(l.to_vec()).unwrap();
+        assert!(count(&|l| l.ends_with(b"\r")) > 100, "CRLF endings");
+        assert!(count(&|l| text(l).contains("\": ")) > 100, "spaces after ':'");
+        assert!(count(&|l| text(l).contains("\"geo\":") || text(l).contains("\"memo\":")) > 50, "unknown fields");
+        assert!(count(&|l| !l.starts_with(b"{\"id\"") && l.trim_ascii_start().starts_with(b"{")) > 300, "reordered");
+        assert!(count(&|l| l.starts_with(b" ") || l.trim_ascii_end().len() < l.len() - usize::from(l.ends_with(b"\r"))) > 50);
+    }
+
+    #[test]
+    fn write_errors_are_returned() {
+        struct Failing;
+        impl Write for Failing {
+            fn write(&mut self, _: &[u8]) -> io::Result<usize> {
+                Err(io::Error::other("disk full"))
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        let err = generate(&GenerateOptions::default(), Failing).unwrap_err();
+        assert_eq!(err.to_string(), "disk full");
+    }
+
+    #[test]
+    fn calendar_conversion_matches_known_dates() {
+        assert_eq!(days_from_civil(1970, 1, 1), 0);
+        assert_eq!(days_from_civil(2000, 3, 1), 11_017);
+        assert_eq!(civil_from_days(days_from_civil(2024, 2, 29)), (2024, 2, 29));
+        for day in (-1_000..200_000).step_by(7) {
+            let (y, m, d) = civil_from_days(day);
+            assert_eq!(days_from_civil(y, m, d), day);
+        }
+        let mut text = Vec::new();
+        let tf = TimeFmt { offset: Some(120), ..TimeFmt::default() };
+        push_time(&mut text, &mut DateCache::new(), days_from_civil(2000, 1, 2) * DAY + 22 * 3_600 + 3, &tf);
+        assert_eq!(text, b"2000-01-03T00:00:03+02:00");
+    }
+
+    #[test]
+    fn fresh_ids_are_distinct_and_in_range() {
+        let mut state = State::new(&GenerateOptions::default());
+        let mut ids: Vec<u64> = (0..300_000).map(|_| state.fresh_id()).collect();
+        assert!(ids.iter().all(|id| (1..=MAX_ID).contains(id)));
+        ids.sort_unstable();
+        ids.dedup();
+        assert_eq!(ids.len(), 300_000);
+    }
+
+    #[test]
+    fn digits_are_formatted_like_std() {
+        for n in [0, 1, 9, 10, 99, 100, 12_345, 99_999_999, 10u64.pow(18) - 1, u64::MAX] {
+            let mut v = Vec::new();
+            push_uint(&mut v, n);
+            assert_eq!(v, n.to_string().as_bytes());
+            let mut g = Vec::new();
+            push_grouped(&mut g, n);
+            assert_eq!(g.iter().filter(|&&c| c != b' ').copied().collect::<Vec<_>>(), v);
+        }
+        let mut g = Vec::new();
+        push_grouped(&mut g, 1_234_567);
+        assert_eq!(g, b"1 234 567");
+    }
+}

@@ -6,9 +6,9 @@
 //! of pushing events one by one, with one virtual call per node per batch instead of per
 //! event, and no allocation once the batch buffers have grown.
 
-use hopline_model::{Envelope, Message, Pipeline};
+use hopline_model::{CorrelationId, Envelope, LineMessage, Message, Pipeline};
 
-use crate::adapters::{Sink, Source};
+use crate::adapters::{NdjsonSink, NdjsonSource, Sink, Source};
 use crate::run::{Progress, RunError};
 
 /// Envelope counts of a finished run.
@@ -53,6 +53,22 @@ pub fn execute<M: Message>(
     }
     sink.flush().map_err(RunError::Sink)?;
     Ok(counts)
+}
+
+/// Runs `pipeline` over `input` held in memory, as NDJSON lines, and returns the output
+/// bytes: the whole memory profile without files, for tests and benchmarks.
+pub fn run_bytes<M: LineMessage>(
+    pipeline: &mut Pipeline<M>,
+    input: &[u8],
+    batch_size: usize,
+) -> Result<(Vec<u8>, Counts), RunError> {
+    let mut source = NdjsonSource::from_reader(input, "input", Some(input.len() as u64), CorrelationId::default());
+    let mut output = Vec::with_capacity(input.len() / 2);
+    let counts = {
+        let mut sink = NdjsonSink::from_writer(&mut output, "output");
+        execute(pipeline, &mut source, &mut sink, batch_size, &mut |_| {})?
+    };
+    Ok((output, counts))
 }
 
 /// Runs the envelopes in `buffers[first]` through nodes `first..`, leaving the result in the

@@ -21,8 +21,8 @@ pub const MAX_LINE_BYTES: usize = 64 * 1024 * 1024;
 const WRITE_BUFFER_BYTES: usize = 256 * 1024;
 
 /// Reads NDJSON lines and emits them as line messages.
-pub struct NdjsonSource {
-    reader: Box<dyn Read + Send>,
+pub struct NdjsonSource<R = Box<dyn Read + Send>> {
+    reader: R,
     path: String,
     correlation_id: CorrelationId,
     chunk: Bytes,
@@ -44,14 +44,11 @@ impl NdjsonSource {
         let total = file.metadata().ok().filter(|m| m.is_file()).map(|m| m.len());
         Ok(Self::from_reader(Box::new(file), path, total, correlation_id))
     }
+}
 
+impl<R: Read> NdjsonSource<R> {
     /// A source over any reader; `path` names it in errors.
-    pub fn from_reader(
-        reader: Box<dyn Read + Send>,
-        path: &str,
-        total: Option<u64>,
-        correlation_id: CorrelationId,
-    ) -> Self {
+    pub fn from_reader(reader: R, path: &str, total: Option<u64>, correlation_id: CorrelationId) -> Self {
         NdjsonSource {
             reader,
             path: path.into(),
@@ -104,7 +101,7 @@ impl NdjsonSource {
     }
 }
 
-impl<M: LineMessage> Source<M> for NdjsonSource {
+impl<M: LineMessage, R: Read> Source<M> for NdjsonSource<R> {
     fn next_batch(&mut self, out: &mut Vec<Envelope<M>>, max: usize) -> Result<bool, SourceError> {
         let mut produced = 0;
         while produced < max {
@@ -139,8 +136,8 @@ impl<M: LineMessage> Source<M> for NdjsonSource {
 }
 
 /// Writes each record followed by `\n`.
-pub struct NdjsonSink {
-    writer: BufWriter<Box<dyn Write + Send>>,
+pub struct NdjsonSink<W: Write = Box<dyn Write + Send>> {
+    writer: BufWriter<W>,
     path: String,
 }
 
@@ -153,9 +150,11 @@ impl NdjsonSink {
         let file = File::create(path).map_err(|source| SinkError::Write { path: path.into(), source })?;
         Ok(Self::from_writer(Box::new(file), path))
     }
+}
 
+impl<W: Write> NdjsonSink<W> {
     /// A sink over any writer; `path` names it in errors.
-    pub fn from_writer(writer: Box<dyn Write + Send>, path: &str) -> Self {
+    pub fn from_writer(writer: W, path: &str) -> Self {
         NdjsonSink { writer: BufWriter::with_capacity(WRITE_BUFFER_BYTES, writer), path: path.into() }
     }
 
@@ -164,7 +163,7 @@ impl NdjsonSink {
     }
 }
 
-impl<M: LineMessage> Sink<M> for NdjsonSink {
+impl<M: LineMessage, W: Write> Sink<M> for NdjsonSink<W> {
     fn write_batch(&mut self, batch: &mut Vec<Envelope<M>>) -> Result<(), SinkError> {
         for envelope in batch.drain(..) {
             let Some(record) = envelope.payload.record() else {
@@ -205,7 +204,7 @@ mod tests {
     }
 
     fn read_all(input: &'static [u8], batch: usize) -> Vec<(u64, Vec<u8>)> {
-        let mut source = NdjsonSource::from_reader(Box::new(input), "test", None, CorrelationId(7));
+        let mut source = NdjsonSource::from_reader(input, "test", None, CorrelationId(7));
         let mut out: Vec<Envelope<Line>> = Vec::new();
         while source.next_batch(&mut out, batch).unwrap() {}
         out.into_iter()
