@@ -44,8 +44,12 @@ fn exp_mp_on_the_reference_input_is_byte_identical() {
 #[test]
 fn dash_reads_stdin_and_writes_stdout() {
     let input = std::fs::read(fixture("input.txt")).unwrap();
-    let output =
-        hopline().args(["run", "--input", "-", "--output", "-"]).arg(config("baseline")).write_stdin(input).output().unwrap();
+    let output = hopline()
+        .args(["run", "--input", "-", "--output", "-"])
+        .arg(config("baseline"))
+        .write_stdin(input)
+        .output()
+        .unwrap();
     assert!(output.status.success(), "{}", stderr_of(&output));
     assert_eq!(output.stdout, std::fs::read(fixture("output.txt")).unwrap());
 }
@@ -144,9 +148,21 @@ fn typo_in_a_key_fails_with_file_key_path_and_line_and_writes_nothing() {
 fn invalid_values_fail_before_any_input_is_read() {
     let dir = tempfile::tempdir().unwrap();
     for (from, to, expected) in [
-        ("daily_amount: 5000.00", "daily_amount: -5000.00", "nodes[4].params.daily_amount: expected a non-negative amount"),
-        ("monday_multiplier: 1", "monday_multiplier: 0.5", "nodes[3].params.monday_multiplier: expected a multiplier from 1"),
-        ("daily_attempts: 3", "daily_attempts: three", "nodes[4].params.daily_attempts: invalid type: string \"three\""),
+        (
+            "daily_amount: 5000.00",
+            "daily_amount: -5000.00",
+            "nodes[4].params.daily_amount: expected a non-negative amount",
+        ),
+        (
+            "monday_multiplier: 1",
+            "monday_multiplier: 0.5",
+            "nodes[3].params.monday_multiplier: expected a multiplier from 1",
+        ),
+        (
+            "daily_attempts: 3",
+            "daily_attempts: three",
+            "nodes[4].params.daily_attempts: invalid type: string \"three\"",
+        ),
         ("week_start: monday", "week_start: someday", "nodes[1].params.week_start: unknown variant `someday`"),
         ("kind: idempotency", "kind: idempotence", "nodes[2].kind: unknown node kind `idempotence`"),
         ("profile: memory", "profile: distributed", "runtime.profile: unknown variant `distributed`"),
@@ -179,7 +195,8 @@ fn missing_config_file_fails_with_its_path() {
 
 #[test]
 fn unwritable_output_fails_with_its_path() {
-    let output = hopline().arg("run").arg(config("baseline")).args(["-o", "/nonexistent/dir/out.txt"]).output().unwrap();
+    let output =
+        hopline().arg("run").arg(config("baseline")).args(["-o", "/nonexistent/dir/out.txt"]).output().unwrap();
     assert_eq!(output.status.code(), Some(1));
     assert!(stderr_of(&output).contains("cannot write /nonexistent/dir/out.txt"), "{}", stderr_of(&output));
 }
@@ -203,7 +220,10 @@ fn check_validates_without_running() {
     let output = hopline().arg("check").arg(config("exp_mp")).output().unwrap();
     assert!(output.status.success(), "{}", stderr_of(&output));
     let stdout = String::from_utf8(output.stdout).unwrap();
-    assert!(stdout.contains("source → parse → time_keys → idempotency → features → policies → format → sink"), "{stdout}");
+    assert!(
+        stdout.contains("source → parse → time_keys → idempotency → features → policies → format → sink"),
+        "{stdout}"
+    );
 }
 
 #[test]
@@ -217,7 +237,8 @@ fn nodes_lists_every_fund_load_node_kind() {
 
 #[test]
 fn generator_is_deterministic_by_seed_and_feeds_a_run() {
-    let generate = |seed: &str| hopline().args(["generate", "fund_load", "-n", "5000", "--seed", seed]).output().unwrap().stdout;
+    let generate =
+        |seed: &str| hopline().args(["generate", "fund_load", "-n", "5000", "--seed", seed]).output().unwrap().stdout;
     let a = generate("42");
     assert_eq!(a, generate("42"));
     assert_ne!(a, generate("43"));
@@ -230,8 +251,7 @@ fn generator_is_deterministic_by_seed_and_feeds_a_run() {
 #[test]
 fn run_in_another_working_directory_finds_the_input_beside_the_config() {
     let dir = tempfile::tempdir().unwrap();
-    let output =
-        hopline().current_dir(dir.path()).arg("run").arg(config("baseline")).output().unwrap();
+    let output = hopline().current_dir(dir.path()).arg("run").arg(config("baseline")).output().unwrap();
     assert!(output.status.success());
     assert_eq!(output.stdout, std::fs::read(fixture("output.txt")).unwrap());
 }

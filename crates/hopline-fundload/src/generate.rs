@@ -176,7 +176,11 @@ enum LineKind {
     IdReuse,
 }
 
-fn run<W: Write>(opts: &GenerateOptions, mut out: W, mut log: Option<&mut Vec<LineKind>>) -> io::Result<GenerateSummary> {
+fn run<W: Write>(
+    opts: &GenerateOptions,
+    mut out: W,
+    mut log: Option<&mut Vec<LineKind>>,
+) -> io::Result<GenerateSummary> {
     let mut state = State::new(opts);
     let mut scratch = Scratch::default();
     let mut buf = Vec::with_capacity(FLUSH_AT + 4_096);
@@ -771,7 +775,9 @@ impl State {
             NO_PREFIX_END..USD_END => (b"USD", false),
             USD_END..USD_DOLLAR_END => (b"USD$", false),
             USD_DOLLAR_END..DOLLAR_USD_END => (b"$USD", false),
-            DOLLAR_USD_END..SPACES_END => (*self.rng.pick(&[&b"$"[..], b"$", b"$", b"", b"USD", b"USD$", b"$USD"]), true),
+            DOLLAR_USD_END..SPACES_END => {
+                (*self.rng.pick(&[&b"$"[..], b"$", b"$", b"", b"USD", b"USD$", b"$USD"]), true)
+            }
             _ => (b"$", false),
         }
     }
@@ -1691,7 +1697,12 @@ mod tests {
     /// RFC 3339 as `RULES.md` has it; returns (UTC seconds, written local day).
     fn parse_time(t: &str) -> Result<(i64, i64), &'static str> {
         let b = t.as_bytes();
-        if b.len() < 19 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't') || b[13] != b':' || b[16] != b':'
+        if b.len() < 19
+            || b[4] != b'-'
+            || b[7] != b'-'
+            || !matches!(b[10], b'T' | b't')
+            || b[13] != b':'
+            || b[16] != b':'
         {
             return Err("bad time");
         }
@@ -1832,7 +1843,11 @@ mod tests {
 
     /// The lines of `text` without their `\n` (every line has one).
     fn lines(text: &[u8]) -> impl Iterator<Item = &[u8]> {
-        text.strip_suffix(b"\n").unwrap_or(text).split(|&c| c == b'\n').take(if text.is_empty() { 0 } else { usize::MAX })
+        text.strip_suffix(b"\n").unwrap_or(text).split(|&c| c == b'\n').take(if text.is_empty() {
+            0
+        } else {
+            usize::MAX
+        })
     }
 
     /// 150,000 lines at the default rates.
@@ -1936,7 +1951,8 @@ mod tests {
     #[test]
     fn malformed_rate_is_close_to_the_requested_rate() {
         let count = |per_million| {
-            let opts = GenerateOptions { seed: 5, records: 100_000, malformed_per_million: per_million, ..Default::default() };
+            let opts =
+                GenerateOptions { seed: 5, records: 100_000, malformed_per_million: per_million, ..Default::default() };
             generate(&opts, io::sink()).unwrap().malformed
         };
         assert!((25..=80).contains(&count(500)), "{}", count(500));
@@ -1950,14 +1966,16 @@ mod tests {
         let s = sample().summary;
         assert!((350..=550).contains(&s.replays), "{s:?}");
         assert!((220..=380).contains(&s.id_reuses), "{s:?}");
-        let none = GenerateOptions { records: 20_000, replay_per_million: 0, id_reuse_per_million: 0, ..Default::default() };
+        let none =
+            GenerateOptions { records: 20_000, replay_per_million: 0, id_reuse_per_million: 0, ..Default::default() };
         let s = generate(&none, io::sink()).unwrap();
         assert_eq!((s.replays, s.id_reuses), (0, 0));
     }
 
     #[test]
     fn every_malformed_kind_appears() {
-        let reasons: HashSet<&str> = malformed_sample().results.iter().filter_map(|r| r.as_ref().err().copied()).collect();
+        let reasons: HashSet<&str> =
+            malformed_sample().results.iter().filter_map(|r| r.as_ref().err().copied()).collect();
         for want in [
             "blank",
             "not json",
@@ -2232,7 +2250,10 @@ mod tests {
         assert!(count(&|l| text(l).contains("\": ")) > 100, "spaces after ':'");
         assert!(count(&|l| text(l).contains("\"geo\":") || text(l).contains("\"memo\":")) > 50, "unknown fields");
         assert!(count(&|l| !l.starts_with(b"{\"id\"") && l.trim_ascii_start().starts_with(b"{")) > 300, "reordered");
-        assert!(count(&|l| l.starts_with(b" ") || l.trim_ascii_end().len() < l.len() - usize::from(l.ends_with(b"\r"))) > 50);
+        assert!(
+            count(&|l| l.starts_with(b" ") || l.trim_ascii_end().len() < l.len() - usize::from(l.ends_with(b"\r")))
+                > 50
+        );
     }
 
     #[test]

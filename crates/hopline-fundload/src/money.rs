@@ -75,7 +75,8 @@ impl Money {
     pub fn parse(text: &str) -> Option<Money> {
         let (int, frac) = text.split_once('.').unwrap_or((text, ""));
         let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
-        if int.is_empty() || !digits(int) || !digits(frac) || frac.len() > 2 || (text.contains('.') && frac.is_empty()) {
+        if int.is_empty() || !digits(int) || !digits(frac) || frac.len() > 2 || (text.contains('.') && frac.is_empty())
+        {
             return None;
         }
         let whole: u64 = int.parse().ok()?;
@@ -114,7 +115,8 @@ impl Multiplier {
     pub fn parse(text: &str) -> Option<Multiplier> {
         let (int, frac) = text.split_once('.').unwrap_or((text, ""));
         let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
-        if int.is_empty() || !digits(int) || !digits(frac) || frac.len() > 4 || (text.contains('.') && frac.is_empty()) {
+        if int.is_empty() || !digits(int) || !digits(frac) || frac.len() > 4 || (text.contains('.') && frac.is_empty())
+        {
             return None;
         }
         let whole: u64 = int.parse().ok()?;

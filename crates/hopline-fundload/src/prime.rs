@@ -36,7 +36,8 @@ pub fn is_prime_u64(n: u64) -> bool {
         return true;
     }
     let (d, s) = split_power_of_two(n - 1);
-    let bases: &[u64] = if n < 4_759_123_141 { &[2, 7, 61] } else { &[2, 325, 9375, 28178, 450775, 9780504, 1795265022] };
+    let bases: &[u64] =
+        if n < 4_759_123_141 { &[2, 7, 61] } else { &[2, 325, 9375, 28178, 450775, 9780504, 1795265022] };
     bases.iter().all(|&a| strong_probable_prime(n, a % n, d, s))
 }
 

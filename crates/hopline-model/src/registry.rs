@@ -237,7 +237,10 @@ mod tests {
         let err = registry().build(&config("  - kind: split\n  - kind: uper\n"), &["line"], &["record"]).err().unwrap();
         assert_eq!(err.path, "nodes[1].kind");
         assert_eq!(err.pos.unwrap().line, 7);
-        assert!(err.message.contains("unknown node kind `uper` for app `demo`; expected one of: split, upper"), "{err}");
+        assert!(
+            err.message.contains("unknown node kind `uper` for app `demo`; expected one of: split, upper"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -14,4 +14,4 @@ pub mod report;
 pub mod run;
 
 pub use report::RunReport;
-pub use run::{RunError, RunOptions, Progress, load_config, run_pipeline};
+pub use run::{Progress, RunError, RunOptions, load_config, run_pipeline};

@@ -43,10 +43,11 @@ pub fn execute<M: Message>(
     }
     for i in 0..stages {
         let stage = &mut pipeline.stages[i];
-        stage
-            .node
-            .finish(&stage.info, &mut buffers[i + 1])
-            .map_err(|error| RunError::Node { node: stage.info.name.clone(), seq: None, error })?;
+        stage.node.finish(&stage.info, &mut buffers[i + 1]).map_err(|error| RunError::Node {
+            node: stage.info.name.clone(),
+            seq: None,
+            error,
+        })?;
         push_through(pipeline, &mut buffers, i + 1)?;
         counts.records_out += buffers[stages].len() as u64;
         sink.write_batch(&mut buffers[stages]).map_err(RunError::Sink)?;

@@ -115,11 +115,19 @@ mod tests {
             elapsed: Duration::from_millis(4),
             nodes: vec![
                 ("parse".into(), NodeReport { counts: vec![], incidents: vec![bad_amount, blank] }),
-                ("format".into(), NodeReport { counts: vec![("accepted".into(), 600), ("declined".into(), 400)], incidents: vec![] }),
+                (
+                    "format".into(),
+                    NodeReport { counts: vec![("accepted".into(), 600), ("declined".into(), 400)], incidents: vec![] },
+                ),
             ],
         };
         let text = report.to_string();
-        assert!(text.starts_with("fund_load/baseline (memory profile): 1,000 records in, 1,000 out in 0.004 s (250,000 records/s)"), "{text}");
+        assert!(
+            text.starts_with(
+                "fund_load/baseline (memory profile): 1,000 records in, 1,000 out in 0.004 s (250,000 records/s)"
+            ),
+            "{text}"
+        );
         assert!(text.contains("  parse: 8 malformed lines\n"), "{text}");
         assert!(text.contains("    bad load_amount: 7 (lines 10, 20, 30, 40, 50, ...)\n"), "{text}");
         assert!(text.contains("    blank line: 1 (line 3)\n"), "{text}");

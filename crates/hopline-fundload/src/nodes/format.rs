@@ -65,7 +65,10 @@ impl Node<LoadMsg> for Format {
     }
 
     fn report(&self) -> NodeReport {
-        NodeReport { counts: vec![("accepted".into(), self.accepted), ("declined".into(), self.declined)], incidents: Vec::new() }
+        NodeReport {
+            counts: vec![("accepted".into(), self.accepted), ("declined".into(), self.declined)],
+            incidents: Vec::new(),
+        }
     }
 }
 

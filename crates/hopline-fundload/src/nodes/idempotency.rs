@@ -71,7 +71,9 @@ impl Node<LoadMsg> for Idempotency {
                 if self.seen.insert(&attempt.id) {
                     out.emit(LoadMsg::Attempt(attempt));
                 } else {
-                    self.duplicates.get_or_insert_with(|| Incident::new("duplicate ids", "id seen earlier")).record(ctx.seq());
+                    self.duplicates
+                        .get_or_insert_with(|| Incident::new("duplicate ids", "id seen earlier"))
+                        .record(ctx.seq());
                     out.emit(LoadMsg::Decision(Decision {
                         id: attempt.id,
                         customer_id: attempt.customer_id,
@@ -86,7 +88,10 @@ impl Node<LoadMsg> for Idempotency {
     }
 
     fn report(&self) -> NodeReport {
-        NodeReport { counts: vec![("distinct ids".into(), self.seen.len() as u64)], incidents: self.duplicates.iter().cloned().collect() }
+        NodeReport {
+            counts: vec![("distinct ids".into(), self.seen.len() as u64)],
+            incidents: self.duplicates.iter().cloned().collect(),
+        }
     }
 }
 

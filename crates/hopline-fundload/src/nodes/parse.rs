@@ -385,10 +385,12 @@ mod tests {
 
     #[test]
     fn spacing_key_order_unknown_fields_and_escapes_are_read_too() {
-        let spaced = r#" { "time" : "2000-01-01T00:00:00Z" , "id": " 007 ", "customer_id":"528", "load_amount": "USD$ 1.00" } "#;
+        let spaced =
+            r#" { "time" : "2000-01-01T00:00:00Z" , "id": " 007 ", "customer_id":"528", "load_amount": "USD$ 1.00" } "#;
         let a = ok(spaced);
         assert_eq!((a.id.as_str(), a.amount_cents), ("007", 100));
-        let extra = r#"{"id":"1","customer_id":"2","load_amount":"1.00","time":"2000-01-01T00:00:00Z","note":{"x":[1,2]}}"#;
+        let extra =
+            r#"{"id":"1","customer_id":"2","load_amount":"1.00","time":"2000-01-01T00:00:00Z","note":{"x":[1,2]}}"#;
         assert_eq!(ok(extra).id, "1");
         let escaped = r#"{"\u0069d":"1","customer_id":"2","load_amount":"1.00","time":"2000-01-01T00:00:00Z"}"#;
         assert_eq!(ok(escaped).id, "1");
@@ -403,14 +405,29 @@ mod tests {
             (b"{\"id\":", Malformed::NotJson),
             (b"[1,2]", Malformed::NotObject),
             (b"\"id\"", Malformed::NotObject),
-            (br#"{"id":"1","id":"2","customer_id":"2","load_amount":"1.00","time":"2000-01-01T00:00:00Z"}"#, Malformed::RepeatedKey),
+            (
+                br#"{"id":"1","id":"2","customer_id":"2","load_amount":"1.00","time":"2000-01-01T00:00:00Z"}"#,
+                Malformed::RepeatedKey,
+            ),
             (br#"{"id":"1","customer_id":"2","load_amount":"1.00"}"#, Malformed::Missing(Field::Time)),
-            (br#"{"id":"1","customer_id":"2","load_amount":1.00,"time":"2000-01-01T00:00:00Z"}"#, Malformed::NotString(Field::LoadAmount)),
+            (
+                br#"{"id":"1","customer_id":"2","load_amount":1.00,"time":"2000-01-01T00:00:00Z"}"#,
+                Malformed::NotString(Field::LoadAmount),
+            ),
             (br#"{"id":"","customer_id":"2","load_amount":"1.00","time":"2000-01-01T00:00:00Z"}"#, Malformed::BadId),
             (br#"{"id":"1a","customer_id":"2","load_amount":"1.00","time":"2000-01-01T00:00:00Z"}"#, Malformed::BadId),
-            (br#"{"id":"1","customer_id":"-2","load_amount":"1.00","time":"2000-01-01T00:00:00Z"}"#, Malformed::BadCustomerId),
-            (br#"{"id":"1","customer_id":"2","load_amount":"12.3","time":"2000-01-01T00:00:00Z"}"#, Malformed::BadAmount),
-            (br#"{"id":"1","customer_id":"2","load_amount":"1000000000000000000.00","time":"2000-01-01T00:00:00Z"}"#, Malformed::AmountTooLarge),
+            (
+                br#"{"id":"1","customer_id":"-2","load_amount":"1.00","time":"2000-01-01T00:00:00Z"}"#,
+                Malformed::BadCustomerId,
+            ),
+            (
+                br#"{"id":"1","customer_id":"2","load_amount":"12.3","time":"2000-01-01T00:00:00Z"}"#,
+                Malformed::BadAmount,
+            ),
+            (
+                br#"{"id":"1","customer_id":"2","load_amount":"1000000000000000000.00","time":"2000-01-01T00:00:00Z"}"#,
+                Malformed::AmountTooLarge,
+            ),
             (br#"{"id":"1","customer_id":"2","load_amount":"1.00","time":"2000-01-01T00:00:60Z"}"#, Malformed::BadTime),
         ];
         for (line, reason) in cases {

@@ -84,9 +84,7 @@ impl<'de> de::Deserializer<'de> for De<'de> {
     fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
         let node = self.node;
         let result = match &node.value {
-            YamlValue::Seq(items) => {
-                visitor.visit_seq(SeqAccess { items: items.iter().enumerate(), path: &self.path })
-            }
+            YamlValue::Seq(items) => visitor.visit_seq(SeqAccess { items: items.iter().enumerate(), path: &self.path }),
             YamlValue::Map(entries) => {
                 visitor.visit_map(MapAccess { entries: entries.iter(), value: None, path: &self.path })
             }
@@ -238,7 +236,11 @@ impl<'de> de::VariantAccess<'de> for De<'de> {
         de::Deserializer::deserialize_seq(self, visitor)
     }
 
-    fn struct_variant<V: Visitor<'de>>(self, _fields: &'static [&'static str], visitor: V) -> Result<V::Value, DeError> {
+    fn struct_variant<V: Visitor<'de>>(
+        self,
+        _fields: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, DeError> {
         de::Deserializer::deserialize_map(self, visitor)
     }
 }

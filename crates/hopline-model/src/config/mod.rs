@@ -244,7 +244,10 @@ impl PipelineConfig {
                 origin,
                 "",
                 tree.pos,
-                format!("expected a map with app, scenario, runtime, source, sink and nodes; found {}", tree.describe()),
+                format!(
+                    "expected a map with app, scenario, runtime, source, sink and nodes; found {}",
+                    tree.describe()
+                ),
             ));
         }
         let raw: RawConfig = de::from_tree(&tree, "").map_err(|e| ConfigError::from_de(origin, e))?;
@@ -263,10 +266,7 @@ impl PipelineConfig {
                     origin,
                     &format!("{path}.name"),
                     at,
-                    format!(
-                        "two nodes are named `{name}` ({} and this one); give one a distinct `name:`",
-                        first.path
-                    ),
+                    format!("two nodes are named `{name}` ({} and this one); give one a distinct `name:`", first.path),
                 ));
             }
             let params = Params {

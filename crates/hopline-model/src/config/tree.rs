@@ -33,7 +33,10 @@ pub struct Yaml {
 pub enum YamlValue {
     /// A scalar with its text. `plain` is false for quoted and block scalars, which are
     /// always strings.
-    Scalar { text: String, plain: bool },
+    Scalar {
+        text: String,
+        plain: bool,
+    },
     Seq(Vec<Yaml>),
     /// Keys in source order; each key is a scalar.
     Map(Vec<(Yaml, Yaml)>),
@@ -206,7 +209,9 @@ impl<'a> Builder<'a> {
         let pos = Pos::of(&span);
         let refuse_tag = |tag: &Option<_>| -> Result<(), TreeError> {
             match tag {
-                Some(_) => Err(TreeError { pos, message: "YAML tags (`!name`) are not supported in a pipeline config".into() }),
+                Some(_) => {
+                    Err(TreeError { pos, message: "YAML tags (`!name`) are not supported in a pipeline config".into() })
+                }
                 None => Ok(()),
             }
         };

@@ -9,7 +9,7 @@ mod ndjson;
 
 use hopline_model::{Envelope, Message};
 
-pub use ndjson::{NdjsonSink, NdjsonSource, MAX_LINE_BYTES};
+pub use ndjson::{MAX_LINE_BYTES, NdjsonSink, NdjsonSource};
 
 /// Where envelopes come from.
 pub trait Source<M: Message> {

@@ -122,7 +122,8 @@ impl<M: LineMessage, R: Read> Source<M> for NdjsonSource<R> {
             }
             let line = self.chunk.slice(self.at..line_end);
             self.at = next;
-            let header = EnvelopeHeader { seq: self.next_seq, correlation_id: self.correlation_id, ..Default::default() };
+            let header =
+                EnvelopeHeader { seq: self.next_seq, correlation_id: self.correlation_id, ..Default::default() };
             self.next_seq += 1;
             out.push(Envelope::new(header, M::from_line(line)));
             produced += 1;
@@ -218,10 +219,7 @@ mod tests {
     #[test]
     fn lines_are_numbered_and_stripped_of_crlf() {
         let lines = read_all(b"a\r\nb\n\nc", 2);
-        assert_eq!(
-            lines,
-            vec![(1, b"a".to_vec()), (2, b"b".to_vec()), (3, b"".to_vec()), (4, b"c".to_vec())]
-        );
+        assert_eq!(lines, vec![(1, b"a".to_vec()), (2, b"b".to_vec()), (3, b"".to_vec()), (4, b"c".to_vec())]);
     }
 
     #[test]
@@ -233,9 +231,8 @@ mod tests {
 
     #[test]
     fn lines_longer_than_a_chunk_are_read_whole() {
-        let long: &'static [u8] = Box::leak(
-            [vec![b'x'; CHUNK_BYTES * 3 + 5], b"\nshort\n".to_vec()].concat().into_boxed_slice(),
-        );
+        let long: &'static [u8] =
+            Box::leak([vec![b'x'; CHUNK_BYTES * 3 + 5], b"\nshort\n".to_vec()].concat().into_boxed_slice());
         let lines = read_all(long, 1);
         assert_eq!(lines.len(), 2);
         assert_eq!(lines[0].1.len(), CHUNK_BYTES * 3 + 5);
