@@ -13,6 +13,8 @@
 //! - a line is malformed under `RULES.md` exactly when it is counted in [`GenerateSummary::malformed`]; every
 //!   other line is a JSON object with `id`, `customer_id`, `load_amount` and `time` as strings that pass the
 //!   grammar of the rules;
+//! - fresh load ids are distinct for the first 99,999,999 canonical lines; repeats come only from the replay
+//!   and id-reuse options, and from a later line taking up the id of a malformed one (which claims none);
 //! - no dependency but `std`, no allocation per line once the first few dozen lines are written.
 //!
 //! The mix, per line (the first three are options; the rest are fixed shares of the well-formed lines):
@@ -22,9 +24,9 @@
 //! - exact replays of an earlier line, recent or much earlier (default 0.3%);
 //! - an earlier id with different content (default 0.2%);
 //! - time: a clock that starts on a seed-chosen date in 2000..=2030 and steps 1 s to 2.5 h (mean about 28 min,
-//!   about 52 lines a day); 1% of lines are stamped up to ten days earlier than the clock, 1% carry an offset
-//!   other than `Z` (up to `+14:00`/`-12:00`, often crossing the UTC date), 0.5% fractional seconds, 0.3% a
-//!   lowercase `t` or `z`;
+//!   about 52 lines a day, so 1,000 lines cover about three weeks); 1% of lines are stamped up to ten days
+//!   earlier than the clock, 1.1% carry an offset other than `Z` (`+00:00` to `+14:00` and `-12:00`, about a
+//!   quarter of them on another date than in UTC), 0.65% fractional seconds, 0.4% a lowercase `t` or `z`;
 //! - customers: ids `1..=customers`, 45% uniform and 55% log-uniform over a seed-shuffled ranking (the busiest
 //!   customer makes about 5% of the loads); 0.3% of lines start a burst of 4 to 6 attempts by one customer
 //!   within the day; about half of the weeks have a customer loading 3,000.00..4,999.99 once a day (the weekly
@@ -33,8 +35,8 @@
 //! - load ids: distinct integers in `1..=99_999_999` from a seeded permutation (about 5% prime), 0.2% written
 //!   with leading zeros;
 //! - amounts: 30% up to 500.00, 40% 500.00..3,000.00, 30% 3,000.00..6,000.00, 1% round sums, 0.1% `0.00`,
-//!   0.02% huge (7 to 18 integer digits); prefix `$` on 96.4%, none, `USD`, `USD$` on 1% each, `$USD` on 0.6%;
-//!   0.5% with spaces inside the string (` $1 234.56 `);
+//!   0.02% huge (7 to 18 integer digits, half of them 18); prefix `$` on 96%, none, `USD`, `USD$` on 1% each,
+//!   `$USD` on 0.65%; 0.5% with spaces inside the string (` $1 234.56 `);
 //! - 1% of well-formed lines are unusual but valid: extra unknown fields, keys in another order, spaces after
 //!   `:` and `,`, whitespace around the object or inside the id strings, a `\r\n` ending.
 
@@ -85,7 +87,8 @@ pub struct GenerateSummary {
 
 /// Writes `opts.records` lines of `fund_load` input to `out`, buffering internally, and flushes it.
 ///
-/// The output depends on nothing but `opts`. Errors are those of `out`; on error the output is truncated.
+/// The output depends on nothing but `opts`. About 93 bytes a line; memory is a few kilobytes plus 32 bytes per
+/// customer. Errors are those of `out`, returned as soon as they happen (what was written stays written).
 pub fn generate<W: Write>(opts: &GenerateOptions, out: W) -> io::Result<GenerateSummary> {
     run(opts, out, None)
 }
@@ -101,21 +104,21 @@ const MAX_ID: u64 = 99_999_999;
 const ID_BITS: u32 = 27;
 
 // Shares per million. Rare events of one kind share a single draw: each range below is a slice of `0..MILLION`.
-/// Time decoration, one draw: offset, then fraction, then lowercase (each may bring the others along).
+// Time decoration, one draw: offset, then fraction, then lowercase (each may bring the others along).
 const OFFSET_END: u64 = 10_000;
 const FRACTION_END: u64 = 15_000;
 const LOWERCASE_END: u64 = 18_000;
-/// Amount format, one draw.
+// Amount format, one draw.
 const NO_PREFIX_END: u64 = 10_000;
 const USD_END: u64 = 20_000;
 const USD_DOLLAR_END: u64 = 30_000;
 const DOLLAR_USD_END: u64 = 36_000;
 const SPACES_END: u64 = 41_000;
-/// Amount value, one draw.
+// Amount value, one draw.
 const ZERO_AMOUNT_END: u64 = 1_000;
 const HUGE_AMOUNT_END: u64 = 1_200;
 const ROUND_AMOUNT_END: u64 = 11_200;
-/// Regular lines, one draw.
+// Regular lines, one draw.
 const ID_ZEROS_END: u64 = 2_000;
 const CUSTOMER_ZEROS_END: u64 = 4_000;
 const OUT_OF_ORDER_END: u64 = 14_000;
@@ -123,7 +126,9 @@ const BURST_START_END: u64 = 17_000;
 const DAY_BOUNDARY_END: u64 = 20_000;
 /// Unusual but valid layout.
 const UNUSUAL_PPM: u32 = 10_000;
+/// Weeks with a customer loading once a day up to or past the weekly limit.
 const GRINDER_WEEK_PPM: u32 = 500_000;
+/// Malformed lines whose id is handed to the next canonical line.
 const RECLAIM_PPM: u32 = 250_000;
 
 /// Offsets in minutes for non-`Z` times.
@@ -176,6 +181,7 @@ enum LineKind {
     IdReuse,
 }
 
+/// [`generate`], optionally logging what each line is.
 fn run<W: Write>(
     opts: &GenerateOptions,
     mut out: W,
@@ -314,12 +320,14 @@ fn digit_count(n: u64) -> usize {
     count
 }
 
-/// `n` in decimal, written in place at the end of `v`.
+/// `n` in decimal. Appends a fixed 20 bytes, writes the digits over them and cuts back: a few stores, no call
+/// and no load of freshly stored bytes.
 fn push_uint(v: &mut Vec<u8>, mut n: u64) {
+    let count = digit_count(n);
     let start = v.len();
-    v.resize(start + digit_count(n), b'0');
-    let out = &mut v[start..];
-    let mut i = out.len();
+    v.extend_from_slice(&[b'0'; 20]);
+    let out = &mut v[start..start + count];
+    let mut i = count;
     while n >= 100 {
         i -= 2;
         out[i..i + 2].copy_from_slice(&pair(n));
@@ -329,6 +337,14 @@ fn push_uint(v: &mut Vec<u8>, mut n: u64) {
         out[..2].copy_from_slice(&pair(n));
     } else {
         out[0] = b'0' + n as u8;
+    }
+    v.truncate(start + count);
+}
+
+/// A short slice byte by byte: cheaper than a `memcpy` call for the 0 to 4 bytes of a prefix.
+fn push_short(v: &mut Vec<u8>, bytes: &[u8]) {
+    for &c in bytes {
+        v.push(c);
     }
 }
 
@@ -588,6 +604,10 @@ struct Track {
     week_cents: u64,
 }
 
+impl Track {
+    const NONE: Track = Track { day: i64::MIN, day_cents: 0, week: i64::MIN, week_cents: 0 };
+}
+
 #[derive(Debug, Clone, Copy)]
 struct Burst {
     cust: u32,
@@ -648,13 +668,12 @@ impl State {
         let th_malformed = u64::from(opts.malformed_per_million).min(MILLION);
         let th_replay = (th_malformed + u64::from(opts.replay_per_million)).min(MILLION);
         let th_reuse = (th_replay + u64::from(opts.id_reuse_per_million)).min(MILLION);
-        let fresh_track = Track { day: i64::MIN, day_cents: 0, week: i64::MIN, week_cents: 0 };
         State {
             rng,
             ids,
             id_counter: 0,
             pending_id: None,
-            track: vec![fresh_track; customers.n as usize],
+            track: vec![Track::NONE; customers.n as usize],
             customers,
             start,
             t: start,
@@ -725,9 +744,10 @@ impl State {
             }
         };
         self.t += step as i64;
-        // Keep four-digit years even for absurd record counts.
+        // Keep four-digit years (after about 150 million lines): start over, forgetting the totals.
         if self.t >= days_from_civil(9_999, 1, 1) * DAY {
             self.t = self.start;
+            self.track.fill(Track::NONE);
         }
     }
 
@@ -753,7 +773,7 @@ impl State {
                 return Amount { dollars: 0, cents: 0 };
             }
             if r < HUGE_AMOUNT_END {
-                let digits = self.rng.between(7, 18) as u32;
+                let digits = if self.rng.coin() { 18 } else { self.rng.between(7, 17) as u32 };
                 let dollars = self.rng.between(10u64.pow(digits - 1), 10u64.pow(digits) - 1);
                 return Amount { dollars, cents: self.rng.below(100) };
             }
@@ -1078,7 +1098,7 @@ impl State {
     fn push_amount(&mut self, rec: &Rec, v: &mut Vec<u8>) {
         let a = rec.amount;
         if !rec.amount_spaces {
-            v.extend_from_slice(rec.prefix);
+            push_short(v, rec.prefix);
             push_uint(v, a.dollars);
             v.push(b'.');
             push_padded(v, a.cents, 2);
@@ -1469,7 +1489,7 @@ fn push_time(v: &mut Vec<u8>, cache: &mut DateCache, instant: i64, tf: &TimeFmt)
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::{BTreeMap, HashMap, HashSet};
+    use std::collections::{HashMap, HashSet};
     use std::sync::OnceLock;
 
     /// A well-formed line as the rules read it.
@@ -1850,10 +1870,10 @@ mod tests {
         })
     }
 
-    /// 150,000 lines at the default rates.
+    /// 100,000 lines at the default rates.
     fn sample() -> &'static Sample {
         static SAMPLE: OnceLock<Sample> = OnceLock::new();
-        SAMPLE.get_or_init(|| Sample::new(&GenerateOptions { seed: 42, records: 150_000, ..Default::default() }))
+        SAMPLE.get_or_init(|| Sample::new(&GenerateOptions { seed: 42, records: 100_000, ..Default::default() }))
     }
 
     /// 40,000 lines, 10% of them malformed.
@@ -1893,14 +1913,23 @@ mod tests {
         assert_ne!(a.split(|&c| c == b'\n').next(), b.split(|&c| c == b'\n').next());
     }
 
-    #[test]
-    fn output_is_pinned_for_seed_1() {
-        // Changing the generator changes every benchmark input: do it on purpose, then update this line.
-        let first = bytes(&GenerateOptions { records: 1, ..Default::default() });
-        assert_eq!(String::from_utf8(first).unwrap(), PINNED_FIRST_LINE);
+    /// FNV-1a, 64 bits.
+    fn fnv1a(bytes: &[u8]) -> u64 {
+        bytes.iter().fold(0xCBF2_9CE4_8422_2325, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01B3))
     }
 
-    const PINNED_FIRST_LINE: &str = "";
+    #[test]
+    fn output_is_pinned_for_seed_1() {
+        // A change here changes every generated input and benchmark: make it on purpose, then update the pins.
+        let out = bytes(&GenerateOptions { records: 10_000, ..Default::default() });
+        let second = out.split(|&c| c == b'\n').nth(1).unwrap();
+        assert_eq!(String::from_utf8_lossy(second), PINNED_SECOND_LINE);
+        assert_eq!(format!("{:016x}", fnv1a(&out)), PINNED_HASH);
+    }
+
+    const PINNED_SECOND_LINE: &str =
+        r#"{"id":"65867864","customer_id":"976","load_amount":"$564.19","time":"2017-11-16T18:37:58Z"}"#;
+    const PINNED_HASH: &str = "3c55cc6cc907c384";
 
     #[test]
     fn writes_exactly_the_requested_number_of_lines() {
@@ -1927,8 +1956,8 @@ mod tests {
     #[test]
     fn lines_are_malformed_exactly_when_counted_malformed() {
         for s in [sample(), malformed_sample()] {
-            for (n, (kind, result)) in s.kinds.iter().zip(&s.results).enumerate() {
-                let line = String::from_utf8_lossy(s.lines().nth(n).unwrap()).into_owned();
+            for (n, ((kind, result), line)) in s.kinds.iter().zip(&s.results).zip(s.lines()).enumerate() {
+                let line = String::from_utf8_lossy(line);
                 match (kind, result) {
                     (LineKind::Malformed, Ok(_)) => panic!("line {} should be malformed: {line}", n + 1),
                     (LineKind::Malformed, Err(_)) | (_, Ok(_)) => {}
@@ -1964,8 +1993,8 @@ mod tests {
     #[test]
     fn replay_and_reuse_rates_are_close_to_the_requested_rates() {
         let s = sample().summary;
-        assert!((350..=550).contains(&s.replays), "{s:?}");
-        assert!((220..=380).contains(&s.id_reuses), "{s:?}");
+        assert!((220..=380).contains(&s.replays), "{s:?}");
+        assert!((130..=270).contains(&s.id_reuses), "{s:?}");
         let none =
             GenerateOptions { records: 20_000, replay_per_million: 0, id_reuse_per_million: 0, ..Default::default() };
         let s = generate(&none, io::sink()).unwrap();
@@ -2135,7 +2164,7 @@ mod tests {
             *per_day.entry((&p.cust, p.utc_day())).or_default() += 1;
         }
         let busy = per_day.values().filter(|&&n| n >= 4).count();
-        assert!(busy > 100, "{busy} customer-days with 4 or more attempts");
+        assert!(busy > 300, "{busy} customer-days with 4 or more attempts");
     }
 
     /// Per customer and week: the total and the largest day total, in cents.
@@ -2156,7 +2185,7 @@ mod tests {
     #[test]
     fn some_weeks_exceed_20000_without_any_day_above_5000() {
         let n = weeks().values().filter(|(week, max_day)| *week > 2_000_000 && *max_day <= 500_000).count();
-        assert!(n > 50, "{n} such customer-weeks");
+        assert!(n > 25, "{n} such customer-weeks");
     }
 
     #[test]
@@ -2174,7 +2203,7 @@ mod tests {
     #[test]
     fn mondays_are_present() {
         let mondays = sample().parsed().filter(|p| (p.utc_day() + 3).rem_euclid(7) == 0).count();
-        assert!(mondays > 10_000, "{mondays}");
+        assert!(mondays > 8_000, "{mondays}");
         assert_eq!((days_from_civil(2000, 1, 3) + 3).rem_euclid(7), 0, "2000-01-03 was a Monday");
     }
 
@@ -2183,8 +2212,8 @@ mod tests {
         let parsed: Vec<&Parsed> = sample().parsed().collect();
         let offsets = parsed.iter().filter(|p| !p.time.ends_with(['Z', 'z'])).count();
         let crossing = parsed.iter().filter(|p| p.local_day != p.utc_day()).count();
-        assert!(offsets > 1_000, "{offsets}");
-        assert!(crossing > 200, "{crossing}");
+        assert!(offsets > 700, "{offsets}");
+        assert!(crossing > 100, "{crossing}");
         for sign in ["+14:00", "-12:00", "-05:30", "+00:00"] {
             assert!(parsed.iter().any(|p| p.time.ends_with(sign)), "{sign}");
         }
@@ -2194,19 +2223,19 @@ mod tests {
     fn some_times_go_backwards_even_by_days() {
         let parsed: Vec<&Parsed> = sample().parsed().collect();
         let back: Vec<i64> = parsed.windows(2).map(|w| w[0].utc - w[1].utc).filter(|&d| d > 0).collect();
-        assert!(back.len() > 1_000, "{}", back.len());
-        assert!(back.iter().filter(|&&d| d > DAY).count() > 50);
+        assert!(back.len() > 500, "{}", back.len());
+        assert!(back.iter().filter(|&&d| d > DAY).count() > 100);
         let span = parsed.iter().map(|p| p.utc).max().unwrap() - parsed.iter().map(|p| p.utc).min().unwrap();
-        assert!(span > 365 * DAY, "a 150,000-line file covers years");
+        assert!(span > 365 * DAY, "a 100,000-line file covers years");
     }
 
     #[test]
     fn time_variants_are_present() {
         let parsed: Vec<&Parsed> = sample().parsed().collect();
         let count = |f: &dyn Fn(&str) -> bool| parsed.iter().filter(|p| f(&p.time)).count();
-        assert!(count(&|t| t.len() > 19 && t.as_bytes()[19] == b'.') > 300);
-        assert!(count(&|t| t.as_bytes()[10] == b't') > 100);
-        assert!(count(&|t| t.ends_with('z')) > 100);
+        assert!(count(&|t| t.len() > 19 && t.as_bytes()[19] == b'.') > 200);
+        assert!(count(&|t| t.as_bytes()[10] == b't') > 50);
+        assert!(count(&|t| t.ends_with('z')) > 50);
     }
 
     #[test]
@@ -2214,13 +2243,13 @@ mod tests {
         let parsed: Vec<&Parsed> = sample().parsed().collect();
         let count = |f: &dyn Fn(&Parsed) -> bool| parsed.iter().filter(|p| f(p)).count();
         let bare = |p: &Parsed| p.amount.trim().to_owned();
-        assert!(count(&|p| bare(p).starts_with(|c: char| c.is_ascii_digit())) > 1_000);
-        assert!(count(&|p| bare(p).starts_with("USD") && !bare(p).starts_with("USD$")) > 1_000);
-        assert!(count(&|p| bare(p).starts_with("USD$")) > 1_000);
-        assert!(count(&|p| bare(p).starts_with("$USD")) > 500);
-        assert!(count(&|p| p.amount.contains(' ')) > 500);
-        assert!(count(&|p| p.amount.trim().contains(' ')) > 300, "spaces inside, not only around");
-        assert!(count(&|p| p.cents == 0) > 50);
+        assert!(count(&|p| bare(p).starts_with(|c: char| c.is_ascii_digit())) > 500);
+        assert!(count(&|p| bare(p).starts_with("USD") && !bare(p).starts_with("USD$")) > 500);
+        assert!(count(&|p| bare(p).starts_with("USD$")) > 500);
+        assert!(count(&|p| bare(p).starts_with("$USD")) > 300);
+        assert!(count(&|p| p.amount.contains(' ')) > 250);
+        assert!(count(&|p| p.amount.trim().contains(' ')) > 150, "spaces inside, not only around");
+        assert!(count(&|p| p.cents == 0) > 40);
         assert!(count(&|p| p.cents >= 10u128.pow(19)) > 0, "an 18-digit amount");
         assert!(count(&|p| p.cents > 1_000_000_000) > 10);
         let under_3000 = count(&|p| p.cents <= 300_000);
@@ -2232,10 +2261,11 @@ mod tests {
     #[test]
     fn id_variants_are_present() {
         let parsed: Vec<&Parsed> = sample().parsed().collect();
-        assert!(parsed.iter().filter(|p| p.id.starts_with('0')).count() > 100);
-        assert!(parsed.iter().filter(|p| p.cust.starts_with('0')).count() > 100);
-        let primes = parsed.iter().filter(|p| is_prime(p.id.parse().unwrap())).count();
-        assert!(primes * 100 > parsed.len() * 3, "{primes} prime ids");
+        assert!(parsed.iter().filter(|p| p.id.starts_with('0')).count() > 80);
+        assert!(parsed.iter().filter(|p| p.cust.starts_with('0')).count() > 80);
+        let some = &parsed[..5_000];
+        let primes = some.iter().filter(|p| is_prime(p.id.parse().unwrap())).count();
+        assert!(primes * 100 > some.len() * 3, "{primes} prime ids");
         let text = String::from_utf8_lossy(&sample().text);
         assert!(text.contains("\"id\":\" ") || text.contains("\"id\": \" "), "an id with surrounding spaces");
     }
@@ -2249,7 +2279,7 @@ mod tests {
         assert!(count(&|l| l.ends_with(b"\r")) > 100, "CRLF endings");
         assert!(count(&|l| text(l).contains("\": ")) > 100, "spaces after ':'");
         assert!(count(&|l| text(l).contains("\"geo\":") || text(l).contains("\"memo\":")) > 50, "unknown fields");
-        assert!(count(&|l| !l.starts_with(b"{\"id\"") && l.trim_ascii_start().starts_with(b"{")) > 300, "reordered");
+        assert!(count(&|l| !l.starts_with(b"{\"id\"") && l.trim_ascii_start().starts_with(b"{")) > 150, "reordered");
         assert!(
             count(&|l| l.starts_with(b" ") || l.trim_ascii_end().len() < l.len() - usize::from(l.ends_with(b"\r")))
                 > 50

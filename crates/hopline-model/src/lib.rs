@@ -15,5 +15,5 @@ pub mod registry;
 
 pub use config::{ConfigError, Params, PipelineConfig};
 pub use envelope::{CorrelationId, Envelope, EnvelopeHeader, Route, TraceContext};
-pub use node::{Context, Emit, Incident, LineMessage, Message, Node, NodeError, NodeInfo, NodeReport};
+pub use node::{Context, Emit, Incident, LineMessage, Message, Node, NodeError, NodeInfo, NodeReport, Transform};
 pub use registry::{NodeKind, Pipeline, Registry, Stage};

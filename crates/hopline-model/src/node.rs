@@ -143,6 +143,51 @@ pub trait Node<M: Message>: Send {
     }
 }
 
+/// A node that turns every message into exactly one message, in place.
+///
+/// Most steps are like this (parse, enrich, decide, format). Implementing `Transform`
+/// instead of [`Node`] lets the runtime run a whole batch without moving a single envelope:
+/// each payload is rewritten where it lies and the batch buffer is handed on as is.
+pub trait Transform<M: Message>: Send {
+    /// Rewrites one message in place.
+    fn transform(&mut self, ctx: &Context<'_>, message: &mut M) -> Result<(), NodeError>;
+
+    /// What the node has to say in the run summary. Called once, at the end.
+    fn report(&self) -> NodeReport {
+        NodeReport::default()
+    }
+}
+
+impl<M: Message, T: Transform<M>> Node<M> for T {
+    fn process(&mut self, ctx: &Context<'_>, mut message: M, out: &mut Emit<'_, M>) -> Result<(), NodeError> {
+        self.transform(ctx, &mut message)?;
+        out.emit(message);
+        Ok(())
+    }
+
+    fn process_batch(
+        &mut self,
+        info: &NodeInfo,
+        input: &mut Vec<Envelope<M>>,
+        output: &mut Vec<Envelope<M>>,
+    ) -> Result<(), (u64, NodeError)> {
+        for envelope in input.iter_mut() {
+            let ctx = Context::new(&envelope.header, info);
+            self.transform(&ctx, &mut envelope.payload).map_err(|e| (envelope.header.seq, e))?;
+        }
+        if output.is_empty() {
+            std::mem::swap(input, output);
+        } else {
+            output.append(input);
+        }
+        Ok(())
+    }
+
+    fn report(&self) -> NodeReport {
+        Transform::report(self)
+    }
+}
+
 /// A node's contribution to the run summary: named counts and incidents.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct NodeReport {

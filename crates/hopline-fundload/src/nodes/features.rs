@@ -4,7 +4,7 @@
 //! days it is the amount. Every amount check and every total downstream uses it. A multiplier
 //! of 1 (the default) turns the feature off.
 
-use hopline_model::{Context, Emit, Node, NodeError, NodeKind};
+use hopline_model::{Context, NodeError, NodeKind, Transform};
 
 use crate::message::{ATTEMPT, DECISION, LoadMsg};
 use crate::money::{Multiplier, SCALE};
@@ -41,18 +41,17 @@ pub struct Features {
     pub params: FeaturesParams,
 }
 
-impl Node<LoadMsg> for Features {
-    fn process(&mut self, _: &Context<'_>, message: LoadMsg, out: &mut Emit<'_, LoadMsg>) -> Result<(), NodeError> {
+impl Transform<LoadMsg> for Features {
+    fn transform(&mut self, _: &Context<'_>, message: &mut LoadMsg) -> Result<(), NodeError> {
         match message {
-            LoadMsg::Attempt(mut attempt) => {
+            LoadMsg::Attempt(attempt) => {
                 let multiplier =
                     if attempt.weekday == Weekday::Monday as u8 { self.params.monday_multiplier.0 } else { SCALE };
                 attempt.effective = attempt.amount_cents.saturating_mul(u128::from(multiplier));
-                out.emit(LoadMsg::Attempt(attempt));
+                Ok(())
             }
-            decision @ LoadMsg::Decision(_) => out.emit(decision),
-            other => return Err(super::unexpected(&other)),
+            LoadMsg::Decision(_) => Ok(()),
+            other => Err(super::unexpected(other)),
         }
-        Ok(())
     }
 }

@@ -3,7 +3,7 @@
 //! the ids echoed as read (trimmed). The line is built inline, without allocating, for ids of
 //! ordinary length.
 
-use hopline_model::{Context, Emit, Node, NodeError, NodeKind, NodeReport};
+use hopline_model::{Context, NodeError, NodeKind, NodeReport, Transform};
 
 use crate::message::{DECISION, Decision, LoadMsg, RECORD, Record};
 
@@ -52,15 +52,15 @@ pub fn format_decision(decision: &Decision) -> Record {
     out
 }
 
-impl Node<LoadMsg> for Format {
-    fn process(&mut self, _: &Context<'_>, message: LoadMsg, out: &mut Emit<'_, LoadMsg>) -> Result<(), NodeError> {
-        let LoadMsg::Decision(decision) = message else { return Err(super::unexpected(&message)) };
+impl Transform<LoadMsg> for Format {
+    fn transform(&mut self, _: &Context<'_>, message: &mut LoadMsg) -> Result<(), NodeError> {
+        let LoadMsg::Decision(decision) = message else { return Err(super::unexpected(message)) };
         if decision.accepted() {
             self.accepted += 1;
         } else {
             self.declined += 1;
         }
-        out.emit(LoadMsg::Record(format_decision(&decision)));
+        *message = LoadMsg::Record(format_decision(decision));
         Ok(())
     }
 

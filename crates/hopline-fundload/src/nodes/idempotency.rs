@@ -11,7 +11,7 @@ use std::collections::HashSet;
 
 use compact_str::CompactString;
 use foldhash::fast::RandomState;
-use hopline_model::{Context, Emit, Incident, Node, NodeError, NodeKind, NodeReport};
+use hopline_model::{Context, Incident, NodeError, NodeKind, NodeReport, Transform};
 
 use crate::message::{ATTEMPT, DECISION, Decision, LoadMsg, Outcome};
 
@@ -64,27 +64,25 @@ pub struct Idempotency {
     duplicates: Option<Incident>,
 }
 
-impl Node<LoadMsg> for Idempotency {
-    fn process(&mut self, ctx: &Context<'_>, message: LoadMsg, out: &mut Emit<'_, LoadMsg>) -> Result<(), NodeError> {
+impl Transform<LoadMsg> for Idempotency {
+    fn transform(&mut self, ctx: &Context<'_>, message: &mut LoadMsg) -> Result<(), NodeError> {
         match message {
             LoadMsg::Attempt(attempt) => {
-                if self.seen.insert(&attempt.id) {
-                    out.emit(LoadMsg::Attempt(attempt));
-                } else {
+                if !self.seen.insert(&attempt.id) {
                     self.duplicates
                         .get_or_insert_with(|| Incident::new("duplicate ids", "id seen earlier"))
                         .record(ctx.seq());
-                    out.emit(LoadMsg::Decision(Decision {
-                        id: attempt.id,
-                        customer_id: attempt.customer_id,
+                    *message = LoadMsg::Decision(Decision {
+                        id: std::mem::take(&mut attempt.id),
+                        customer_id: std::mem::take(&mut attempt.customer_id),
                         outcome: Outcome::Duplicate,
-                    }));
+                    });
                 }
+                Ok(())
             }
-            decision @ LoadMsg::Decision(_) => out.emit(decision),
-            other => return Err(super::unexpected(&other)),
+            LoadMsg::Decision(_) => Ok(()),
+            other => Err(super::unexpected(other)),
         }
-        Ok(())
     }
 
     fn report(&self) -> NodeReport {

@@ -10,7 +10,7 @@ use std::collections::HashSet;
 use std::fmt;
 
 use compact_str::CompactString;
-use hopline_model::{Context, Emit, Incident, Node, NodeError, NodeKind, NodeReport};
+use hopline_model::{Context, Incident, NodeError, NodeKind, NodeReport, Transform};
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, Visitor};
 
 use crate::message::{ATTEMPT, Attempt, DECISION, Decision, LINE, LoadMsg, Outcome};
@@ -338,20 +338,21 @@ impl Parse {
     }
 }
 
-impl Node<LoadMsg> for Parse {
-    fn process(&mut self, ctx: &Context<'_>, message: LoadMsg, out: &mut Emit<'_, LoadMsg>) -> Result<(), NodeError> {
-        let LoadMsg::Line(line) = message else { return Err(super::unexpected(&message)) };
-        match parse_line(&line) {
-            Ok(attempt) => out.emit(LoadMsg::Attempt(attempt)),
+impl Transform<LoadMsg> for Parse {
+    fn transform(&mut self, ctx: &Context<'_>, message: &mut LoadMsg) -> Result<(), NodeError> {
+        let LoadMsg::Line(line) = message else { return Err(super::unexpected(message)) };
+        let parsed = parse_line(line);
+        *message = match parsed {
+            Ok(attempt) => LoadMsg::Attempt(attempt),
             Err(rejected) => {
                 self.record(rejected.reason, ctx.seq());
-                out.emit(LoadMsg::Decision(Decision {
+                LoadMsg::Decision(Decision {
                     id: rejected.id,
                     customer_id: rejected.customer_id,
                     outcome: Outcome::Malformed,
-                }));
+                })
             }
-        }
+        };
         Ok(())
     }
 

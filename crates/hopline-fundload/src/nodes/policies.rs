@@ -10,15 +10,18 @@
 //! the previous decision wrote, so both must happen atomically per event. Split over two
 //! nodes, they would need shared state, and two process groups could not hold it.
 //!
-//! State: one entry per (customer, day), per (customer, week) and per day with prime accepts.
-//! Attempts may come in any time order (each counts in its own day and week), so no window
-//! can be retired early; state is bounded by the input.
+//! State: per customer, its day windows and week windows, each kept sorted by day or week;
+//! and per day, the prime accepts. Input mostly comes in time order, so the window an attempt
+//! needs is almost always its customer's latest one: found without a hash lookup and without
+//! touching cold memory. An attempt out of time order finds its window by binary search, and
+//! counts in its own day and week. No window is ever retired (a later line may go back to any
+//! day), so state is bounded by the input: one small entry per distinct customer day and week.
 
 use std::collections::HashMap;
 
 use compact_str::CompactString;
 use foldhash::fast::RandomState;
-use hopline_model::{Context, Emit, Node, NodeError, NodeKind, NodeReport};
+use hopline_model::{Context, NodeError, NodeKind, NodeReport, Transform};
 
 use crate::message::{ATTEMPT, Attempt, DECISION, Decision, LoadMsg, Outcome};
 use crate::money::{Money, SCALE};
@@ -64,10 +67,67 @@ impl Default for PrimeGate {
     }
 }
 
-#[derive(Default, Clone, Copy)]
+/// A customer's windows, each list sorted by its key.
+#[derive(Default)]
+struct CustomerWindows {
+    days: Vec<DayWindow>,
+    weeks: Vec<WeekWindow>,
+}
+
+#[derive(Clone, Copy)]
 struct DayWindow {
+    day: i64,
     attempts: u32,
     total: u128,
+}
+
+#[derive(Clone, Copy)]
+struct WeekWindow {
+    week: i64,
+    total: u128,
+}
+
+trait Window: Copy {
+    fn key(&self) -> i64;
+    fn empty(key: i64) -> Self;
+}
+
+impl Window for DayWindow {
+    fn key(&self) -> i64 {
+        self.day
+    }
+    fn empty(day: i64) -> Self {
+        DayWindow { day, attempts: 0, total: 0 }
+    }
+}
+
+impl Window for WeekWindow {
+    fn key(&self) -> i64 {
+        self.week
+    }
+    fn empty(week: i64) -> Self {
+        WeekWindow { week, total: 0 }
+    }
+}
+
+/// The window for `key` in a sorted list, created empty if absent. The latest window is
+/// checked first: with input in time order that is the one.
+fn window_of<W: Window>(windows: &mut Vec<W>, key: i64) -> &mut W {
+    let index = match windows.last() {
+        Some(last) if last.key() == key => windows.len() - 1,
+        Some(last) if last.key() > key => match windows.binary_search_by_key(&key, W::key) {
+            Ok(found) => found,
+            Err(at) => {
+                windows.insert(at, W::empty(key));
+                at
+            }
+        },
+        _ => {
+            windows.push(W::empty(key));
+            windows.len() - 1
+        }
+    };
+    &mut windows[index]
 }
 
 pub struct Policies {
@@ -77,16 +137,9 @@ pub struct Policies {
     prime_gate: bool,
     prime_cap: u128,
     prime_daily_accepts: u32,
-    customers: HashMap<CompactString, u32, RandomState>,
-    days: HashMap<u64, DayWindow, RandomState>,
-    weeks: HashMap<u64, u128, RandomState>,
+    customers: HashMap<CompactString, CustomerWindows, RandomState>,
     prime_days: HashMap<i64, u32, RandomState>,
     outcomes: [u64; Outcome::ALL.len()],
-}
-
-/// One map key from a customer index and a day number.
-fn window_key(customer: u32, day: i64) -> u64 {
-    u64::from(customer) << 32 | u64::from(day as u32)
 }
 
 impl Policies {
@@ -100,28 +153,19 @@ impl Policies {
             prime_cap: scaled(params.prime_gate.amount_cap),
             prime_daily_accepts: params.prime_gate.daily_accepts,
             customers: HashMap::default(),
-            days: HashMap::default(),
-            weeks: HashMap::default(),
             prime_days: HashMap::default(),
             outcomes: [0; Outcome::ALL.len()],
         }
     }
 
-    fn customer_index(&mut self, customer_id: &str) -> u32 {
-        if let Some(&index) = self.customers.get(customer_id) {
-            return index;
-        }
-        let index = self.customers.len() as u32;
-        self.customers.insert(CompactString::from(customer_id), index);
-        index
-    }
-
     /// Decides one canonical attempt and updates the windows.
     pub fn decide(&mut self, attempt: &Attempt) -> Outcome {
-        let customer = self.customer_index(&attempt.customer_id);
-        let week_total = self.weeks.get(&window_key(customer, attempt.week)).copied().unwrap_or(0);
-        let day = self.days.entry(window_key(customer, attempt.day)).or_default();
+        if !self.customers.contains_key(attempt.customer_id.as_str()) {
+            self.customers.insert(attempt.customer_id.clone(), CustomerWindows::default());
+        }
+        let customer = self.customers.get_mut(attempt.customer_id.as_str()).expect("inserted above");
         let effective = attempt.effective;
+        let day = window_of(&mut customer.days, attempt.day);
         let mut prime = false;
         let outcome = 'check: {
             if day.attempts >= self.daily_attempts {
@@ -139,15 +183,16 @@ impl Policies {
             if day.total.saturating_add(effective) > self.daily_limit {
                 break 'check Outcome::DailyAmount;
             }
-            if week_total.saturating_add(effective) > self.weekly_limit {
+            let week = window_of(&mut customer.weeks, attempt.week);
+            if week.total.saturating_add(effective) > self.weekly_limit {
                 break 'check Outcome::WeeklyAmount;
             }
+            week.total += effective;
             Outcome::Accepted
         };
         day.attempts = day.attempts.saturating_add(1);
         if outcome == Outcome::Accepted {
             day.total += effective;
-            *self.weeks.entry(window_key(customer, attempt.week)).or_default() += effective;
             if prime {
                 *self.prime_days.entry(attempt.day).or_default() += 1;
             }
@@ -156,18 +201,22 @@ impl Policies {
     }
 }
 
-impl Node<LoadMsg> for Policies {
-    fn process(&mut self, _: &Context<'_>, message: LoadMsg, out: &mut Emit<'_, LoadMsg>) -> Result<(), NodeError> {
+impl Transform<LoadMsg> for Policies {
+    fn transform(&mut self, _: &Context<'_>, message: &mut LoadMsg) -> Result<(), NodeError> {
         match message {
             LoadMsg::Attempt(attempt) => {
-                let outcome = self.decide(&attempt);
+                let outcome = self.decide(attempt);
                 self.outcomes[outcome as usize] += 1;
-                out.emit(LoadMsg::Decision(Decision { id: attempt.id, customer_id: attempt.customer_id, outcome }));
+                *message = LoadMsg::Decision(Decision {
+                    id: std::mem::take(&mut attempt.id),
+                    customer_id: std::mem::take(&mut attempt.customer_id),
+                    outcome,
+                });
+                Ok(())
             }
-            decision @ LoadMsg::Decision(_) => out.emit(decision),
-            other => return Err(super::unexpected(&other)),
+            LoadMsg::Decision(_) => Ok(()),
+            other => Err(super::unexpected(other)),
         }
-        Ok(())
     }
 
     fn report(&self) -> NodeReport {

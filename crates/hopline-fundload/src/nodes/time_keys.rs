@@ -3,7 +3,7 @@
 //! The week is the 7-day window that starts on `week_start` (Monday unless configured) at
 //! 00:00:00 UTC, named by its first day. Decisions pass through untouched.
 
-use hopline_model::{Context, Emit, Node, NodeError, NodeKind};
+use hopline_model::{Context, NodeError, NodeKind, Transform};
 
 use crate::message::{ATTEMPT, DECISION, LoadMsg};
 use crate::time::{Weekday, week_of};
@@ -29,17 +29,16 @@ pub struct TimeKeys {
     pub params: TimeKeysParams,
 }
 
-impl Node<LoadMsg> for TimeKeys {
-    fn process(&mut self, _: &Context<'_>, message: LoadMsg, out: &mut Emit<'_, LoadMsg>) -> Result<(), NodeError> {
+impl Transform<LoadMsg> for TimeKeys {
+    fn transform(&mut self, _: &Context<'_>, message: &mut LoadMsg) -> Result<(), NodeError> {
         match message {
-            LoadMsg::Attempt(mut attempt) => {
+            LoadMsg::Attempt(attempt) => {
                 attempt.weekday = Weekday::of_day(attempt.day).index() as u8;
                 attempt.week = week_of(attempt.day, self.params.week_start);
-                out.emit(LoadMsg::Attempt(attempt));
+                Ok(())
             }
-            decision @ LoadMsg::Decision(_) => out.emit(decision),
-            other => return Err(super::unexpected(&other)),
+            LoadMsg::Decision(_) => Ok(()),
+            other => Err(super::unexpected(other)),
         }
-        Ok(())
     }
 }
