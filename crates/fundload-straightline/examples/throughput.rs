@@ -3,13 +3,21 @@
 //! Builds a 1,000,000-line input from the 1k reference file: 1,000 copies, copy `r` with ids
 //! shifted by `r * 100_000` (unique across copies), customers spread over 500 ids, and the year
 //! set to `2000 + r` (so windows do not collapse onto the same days). Times `run` over it five
-//! times per scenario, output to `io::sink()` (formatting included), and prints the median.
+//! times per scenario, output to `io::sink()` (formatting included), and prints the median, plus
+//! the median on-CPU time (which leaves out waiting for a CPU on a shared machine).
 //!
 //! `cargo run --release -p fundload-straightline --example throughput`
 
 use std::time::{Duration, Instant};
 
 use fundload_straightline::{Rules, run};
+
+/// Time this thread has spent on a CPU (Linux `/proc/thread-self/schedstat`), to tell the
+/// work apart from waiting for a CPU on a busy machine; `None` elsewhere.
+fn on_cpu() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    Some(Duration::from_nanos(stat.split_whitespace().next()?.parse().ok()?))
+}
 
 fn main() {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures/fund_load/input.txt");
@@ -37,14 +45,20 @@ fn main() {
     println!("input: {} lines, {} bytes ({:.1} bytes/line)", 1_000_000, input.len(), input.len() as f64 / 1e6);
     for (name, rules) in [("baseline", Rules::baseline()), ("exp_mp", Rules::exp_mp())] {
         let mut times: Vec<Duration> = Vec::new();
+        let mut cpu_times: Vec<Duration> = Vec::new();
         let mut counts = None;
         for _ in 0..5 {
+            let cpu_start = on_cpu();
             let start = Instant::now();
             let c = run(&input, &rules, std::io::sink()).expect("sink never fails");
             times.push(start.elapsed());
+            if let (Some(a), Some(b)) = (cpu_start, on_cpu()) {
+                cpu_times.push(b - a);
+            }
             counts = Some(c);
         }
         times.sort();
+        cpu_times.sort();
         let median = times[2];
         let secs = median.as_secs_f64();
         println!(
@@ -56,5 +70,12 @@ fn main() {
             times[4].as_secs_f64() * 1e3,
             counts.expect("ran")
         );
+        if let Some(cpu) = cpu_times.get(2) {
+            println!(
+                "          on-CPU median {:7.1} ms  {:5.2} M lines/s",
+                cpu.as_secs_f64() * 1e3,
+                1.0 / cpu.as_secs_f64()
+            );
+        }
     }
 }

@@ -4,9 +4,10 @@
 //!
 //! 1. **Speed of light.** It is the fastest plain implementation of the contract in
 //!    `crates/hopline-fundload/RULES.md` that we know how to write: one pass over the input
-//!    bytes, a hand-written parser for the common compact line shape, integer money, hash maps
-//!    with a cheap hasher, and one large output buffer. Benchmarks of the real product report
-//!    their throughput against it.
+//!    bytes, a hand-written parser for the common compact line shape (serde_json only for the
+//!    rest), integer money, flat tables and hash maps with a cheap hasher, and one large output
+//!    buffer; single-threaded. Benchmarks of the real product report their throughput against it
+//!    (`cargo run --release -p fundload-straightline --example throughput`).
 //! 2. **Oracle.** It shares no code with the product, so tests run both on large generated inputs
 //!    and compare the outputs byte for byte. It therefore decides every rule and every bad input
 //!    exactly, including the choices RULES.md leaves open (documented on [`run`]).
@@ -26,7 +27,7 @@ mod state;
 mod tests;
 
 use parse::{CUSTOMER_ID, ID, LOAD_AMOUNT, TIME};
-use state::State;
+use state::{State, Total};
 
 /// Scenario parameters. Money is in integer cents; the Monday multiplier is scaled by 10,000.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -105,20 +106,44 @@ const FLUSH_AT: usize = 1 << 18;
 /// grammar (see RULES.md). A malformed line echoes the first `id` and `customer_id` when the line
 /// is a JSON object and they are strings (trimmed, re-escaped by serde_json), else `""`.
 ///
-/// Well-formed lines: the first line with a given trimmed `id` is canonical; later ones are
-/// declined without touching any window. A canonical attempt is checked in order: daily
-/// attempts; under the prime gate, the cap and then the global daily prime slot; the daily total;
-/// the weekly total. Amounts are effective amounts (times the Monday multiplier on a UTC Monday)
-/// in units of 1/10,000 cent.
-pub fn run<W: Write>(input: &[u8], rules: &Rules, mut out: W) -> io::Result<Counts> {
-    let mut state = State::new(rules, input.len());
+/// Well-formed lines: the first line with a given trimmed `id` (as written: `"007"` and `"7"`
+/// differ) is canonical; later ones are declined without touching any window. A canonical
+/// attempt is declined if any check fails: daily attempts; under the prime gate (id read as an
+/// integer is prime), the cap and the global daily prime slot; the daily total; the weekly total.
+/// Every check reads the state as it was before the line, so the order RULES.md lists them in
+/// does not change the outcome (this implementation tests primality last, when it matters).
+/// The customer's attempt count for the UTC day always increments; an accepted attempt adds its
+/// effective amount (times the Monday multiplier on a UTC Monday, in 1/10,000 cent) to the day
+/// and week totals and, if it was a prime-id attempt under the gate, takes one of the day's
+/// prime slots.
+///
+/// Choices this crate makes where neither RULES.md nor the agreed decisions speak: a line that is not valid UTF-8 echoes `""`
+/// for both ids; only repeated keys of the line's own object make it malformed (nested objects
+/// in unknown fields are ignored whole); JSON validity is serde_json's, so the value of one of
+/// the four fields is parsed as a `serde_json::Value` (a number beyond the `f64` range such as
+/// `"id":1e400`, or more than 128 nested levels, makes the line invalid JSON) while unknown
+/// fields are skipped unparsed.
+pub fn run<W: Write>(input: &[u8], rules: &Rules, out: W) -> io::Result<Counts> {
+    if <u64 as Total>::holds(&state::scaled_limits(rules)) {
+        run_with(State::<u64>::new(rules, input.len()), input, out)
+    } else {
+        run_with(State::<u128>::new(rules, input.len()), input, out)
+    }
+}
+
+/// [`run`] with a given accepted-total type.
+fn run_with<T: Total, W: Write>(mut state: State<T>, input: &[u8], mut out: W) -> io::Result<Counts> {
     let mut buf: Vec<u8> = Vec::with_capacity(FLUSH_AT + 4096);
     let mut counts = Counts::default();
     let mut batch: Vec<Pending<'_>> = Vec::with_capacity(BATCH);
+    let mut dates = parse::DateCache::default();
     let mut pos = 0;
     while pos < input.len() {
-        // Parse a batch of lines, then touch the id-table slots of the well-formed ones in one
-        // tight loop (independent loads, so their cache misses overlap), then decide in order.
+        // Customer prefetches only pay once the customers outgrow the caches.
+        let prefetch_customers = state.many_customers();
+        // Parse a batch of lines, prefetching the id-table and customer-index slots of each
+        // well-formed one, then decide them in order: the cache misses of these random accesses
+        // overlap with parsing instead of stalling each decision.
         while batch.len() < BATCH && pos < input.len() {
             let end = memchr(b'\n', &input[pos..]).map_or(input.len(), |i| pos + i);
             let mut line = &input[pos..end];
@@ -126,17 +151,30 @@ pub fn run<W: Write>(input: &[u8], rules: &Rules, mut out: W) -> io::Result<Coun
             if let [rest @ .., b'\r'] = line {
                 line = rest;
             }
-            let fast = parse::fast_fields(line)
-                .and_then(|raw| validate(raw[ID], raw[CUSTOMER_ID], raw[LOAD_AMOUNT], raw[TIME]));
+            let fast = match parse::template_fields(line, &mut dates) {
+                Some((id, customer, cents, day)) => Some(Valid::new(id, customer, cents, day)),
+                None => parse::fast_fields(line)
+                    .and_then(|raw| validate(raw[ID], raw[CUSTOMER_ID], raw[LOAD_AMOUNT], raw[TIME])),
+            };
             batch.push(match fast {
-                Some(valid) => Pending::Valid(valid),
+                Some(valid) => {
+                    state.prefetch_id(valid.id_key);
+                    if prefetch_customers {
+                        state.prefetch_customer_slot(valid.customer_key);
+                    }
+                    Pending::Valid(valid)
+                }
                 None => Pending::Other(line),
             });
         }
-        state.touch_ids(batch.iter().filter_map(|p| match p {
-            Pending::Valid(valid) => Some(valid.id),
-            Pending::Other(_) => None,
-        }));
+        // The customer-index slots are in cache by now: prefetch the customers' state.
+        if prefetch_customers {
+            for pending in &batch {
+                if let Pending::Valid(valid) = pending {
+                    state.prefetch_customer(valid.customer_key);
+                }
+            }
+        }
         for pending in batch.drain(..) {
             let decision = match pending {
                 Pending::Valid(valid) => decide_valid(&mut state, &valid, &mut buf),
@@ -182,7 +220,7 @@ enum Decision {
 
 /// Decides one line (without its line terminator) and appends its output line to `buf`.
 #[inline]
-fn decide_line(state: &mut State, line: &[u8], buf: &mut Vec<u8>) -> Decision {
+fn decide_line<T: Total>(state: &mut State<T>, line: &[u8], buf: &mut Vec<u8>) -> Decision {
     if let Some(raw) = parse::fast_fields(line) {
         return match validate(raw[ID], raw[CUSTOMER_ID], raw[LOAD_AMOUNT], raw[TIME]) {
             Some(valid) => decide_valid(state, &valid, buf),
@@ -216,28 +254,46 @@ fn decide_line(state: &mut State, line: &[u8], buf: &mut Vec<u8>) -> Decision {
 pub(crate) struct Valid<'a> {
     /// Trimmed `id` digits.
     id: &'a [u8],
+    /// `id` as [`state::encode_digits`], or 0 when it has more than 19 digits.
+    id_key: u64,
     /// Trimmed `customer_id` digits.
     customer: &'a [u8],
+    /// `customer` as [`state::encode_digits`], or 0 when it has more than 19 digits.
+    customer_key: u64,
     /// Amount in cents (< 10^20).
     cents: u128,
     /// UTC day, days since 1970-01-01.
     day: i32,
 }
 
+impl<'a> Valid<'a> {
+    #[inline(always)]
+    fn new(id: &'a [u8], customer: &'a [u8], cents: u128, day: i32) -> Self {
+        Valid {
+            id,
+            id_key: state::encode_digits(id).unwrap_or(0),
+            customer,
+            customer_key: state::encode_digits(customer).unwrap_or(0),
+            cents,
+            day,
+        }
+    }
+}
+
 /// Applies the four field grammars.
 #[inline]
 fn validate<'a>(id: &'a [u8], cust: &'a [u8], amount: &[u8], time: &[u8]) -> Option<Valid<'a>> {
-    Some(Valid {
-        id: parse::digits_field(id)?,
-        customer: parse::digits_field(cust)?,
-        cents: parse::amount_cents(amount)?,
-        day: parse::utc_day(time)?,
-    })
+    Some(Valid::new(
+        parse::digits_field(id)?,
+        parse::digits_field(cust)?,
+        parse::amount_cents(amount)?,
+        parse::utc_day(time)?,
+    ))
 }
 
 /// Decides a well-formed line and writes its output line.
 #[inline]
-fn decide_valid(state: &mut State, valid: &Valid<'_>, buf: &mut Vec<u8>) -> Decision {
+fn decide_valid<T: Total>(state: &mut State<T>, valid: &Valid<'_>, buf: &mut Vec<u8>) -> Decision {
     let accepted = state.decide(valid);
     buf.extend_from_slice(b"{\"id\":\"");
     buf.extend_from_slice(valid.id);

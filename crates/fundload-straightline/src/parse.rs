@@ -4,6 +4,7 @@
 use std::borrow::Cow;
 use std::fmt;
 
+use serde::Deserialize;
 use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
 use crate::hash::FastSet;
@@ -84,6 +85,97 @@ fn eq_mask(w: u64, byte: u8) -> u64 {
 fn odd_bytes(w: u64) -> u64 {
     let backslash = w ^ (LO * u64::from(b'\\'));
     ((backslash.wrapping_sub(LO) & !backslash) | (w.wrapping_sub(LO * 0x20) & !w) | w) & HI
+}
+
+/// High bit set in each byte of `w` that is not an ASCII digit (exact per byte).
+#[inline(always)]
+fn non_digit_bytes(w: u64) -> u64 {
+    // High nibble must be 3 and low nibble below 10.
+    let high = (w & 0xf0f0_f0f0_f0f0_f0f0) ^ (LO * 0x30);
+    let high_wrong = ((high & LOW7) + LOW7) | high;
+    let low_too_big = ((w & 0x0f0f_0f0f_0f0f_0f0f) + LO * 0x06) << 3;
+    (high_wrong | low_too_big) & HI
+}
+
+/// Position of the first `"` at or after `pos`.
+#[inline(always)]
+fn quote_end(line: &[u8], mut pos: usize) -> Option<usize> {
+    while let Some(chunk) = line.get(pos..pos + 8) {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        let x = u64::from_le_bytes(word) ^ (LO * u64::from(b'"'));
+        let zero = (x.wrapping_sub(LO) & !x) & HI;
+        if zero != 0 {
+            return Some(pos + (zero.trailing_zeros() / 8) as usize);
+        }
+        pos += 8;
+    }
+    line.get(pos..)?.iter().position(|&b| b == b'"').map(|i| pos + i)
+}
+
+/// End of the run of ASCII digits starting at `pos`.
+#[inline(always)]
+fn digit_run_end(line: &[u8], mut pos: usize) -> usize {
+    while let Some(chunk) = line.get(pos..pos + 8) {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        let flags = non_digit_bytes(u64::from_le_bytes(word));
+        if flags != 0 {
+            return pos + (flags.trailing_zeros() / 8) as usize;
+        }
+        pos += 8;
+    }
+    while line.get(pos).is_some_and(u8::is_ascii_digit) {
+        pos += 1;
+    }
+    pos
+}
+
+/// The fastest path, for the exact shape the generators write:
+/// `{"id":"<digits>","customer_id":"<digits>","load_amount":"<amount>","time":"<time>"}`
+/// with no whitespace anywhere. Returns the id and customer digits, the amount in cents and the
+/// UTC day when the line has that shape *and* every field is valid; `None` means "not decided
+/// here" (never "malformed"): the caller falls back to [`fast_fields`] and the general path.
+///
+/// A `Some` is exact: each value was delimited by its first `"`, and the amount and time grammars
+/// admit no `"`, `\\`, control or non-ASCII byte, so the line is a valid JSON object with exactly
+/// these four string members.
+#[inline]
+pub(crate) fn template_fields<'a>(line: &'a [u8], dates: &mut DateCache) -> Option<(&'a [u8], &'a [u8], u128, i32)> {
+    const ID_KEY: &[u8; 7] = b"{\"id\":\"";
+    const CUSTOMER_KEY: &[u8; 17] = b"\",\"customer_id\":\"";
+    const AMOUNT_KEY: &[u8; 17] = b"\",\"load_amount\":\"";
+    const TIME_KEY: &[u8; 10] = b"\",\"time\":\"";
+    let n = line.len();
+    if n < 2 || !literal_at(line, 0, ID_KEY) || !literal_at(line, n - 2, b"\"}") {
+        return None;
+    }
+    let id_start = ID_KEY.len();
+    let id_end = digit_run_end(line, id_start);
+    if id_end == id_start || !literal_at(line, id_end, CUSTOMER_KEY) {
+        return None;
+    }
+    let customer_start = id_end + CUSTOMER_KEY.len();
+    let customer_end = digit_run_end(line, customer_start);
+    if customer_end == customer_start || !literal_at(line, customer_end, AMOUNT_KEY) {
+        return None;
+    }
+    let amount_start = customer_end + AMOUNT_KEY.len();
+    let amount_end = quote_end(line, amount_start)?;
+    if !literal_at(line, amount_end, TIME_KEY) {
+        return None;
+    }
+    let time_start = amount_end + TIME_KEY.len();
+    let time = line.get(time_start..n - 2)?;
+    let cents = amount_cents_compact(&line[amount_start..amount_end])?;
+    let day = utc_day_cached(time, dates)?;
+    Some((&line[id_start..id_end], &line[customer_start..customer_end], cents, day))
+}
+
+/// Whether `line[pos..]` starts with `literal` (a fixed-size compare, no `memcmp` call).
+#[inline(always)]
+fn literal_at<const N: usize>(line: &[u8], pos: usize, literal: &[u8; N]) -> bool {
+    line.get(pos..).and_then(|rest| rest.first_chunk::<N>()).is_some_and(|chunk| chunk == literal)
 }
 
 /// Parses the common compact shape `{"k":"v","k":"v","k":"v","k":"v"}` with exactly the four
@@ -297,67 +389,19 @@ impl<'de> Visitor<'de> for KeyVisitor {
     }
 }
 
-/// Deserializes a known field's value: a string is kept, anything else is consumed and reported
-/// as [`Field::NotString`].
+/// Deserializes a known field's value as a `serde_json::Value` (so serde_json's own limits, its
+/// nesting depth and the `f64` range of numbers, apply to it as to any parsed value), keeping it
+/// only when it is a string.
 struct FieldSeed;
 
 impl<'de> DeserializeSeed<'de> for FieldSeed {
     type Value = Field<'de>;
 
     fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
-        deserializer.deserialize_any(FieldVisitor)
-    }
-}
-
-struct FieldVisitor;
-
-impl<'de> Visitor<'de> for FieldVisitor {
-    type Value = Field<'de>;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("any JSON value")
-    }
-
-    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
-        Ok(Field::Str(Cow::Borrowed(v)))
-    }
-
-    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
-        Ok(Field::Str(Cow::Owned(v.to_owned())))
-    }
-
-    fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
-        Ok(Field::Str(Cow::Owned(v)))
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-        Ok(Field::NotString)
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        while seq.next_element::<IgnoredAny>()?.is_some() {}
-        Ok(Field::NotString)
-    }
-
-    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
-        Ok(Field::NotString)
-    }
-
-    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
-        Ok(Field::NotString)
-    }
-
-    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
-        Ok(Field::NotString)
-    }
-
-    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
-        Ok(Field::NotString)
-    }
-
-    fn visit_unit<E>(self) -> Result<Self::Value, E> {
-        Ok(Field::NotString)
+        Ok(match serde_json::Value::deserialize(deserializer)? {
+            serde_json::Value::String(s) => Field::Str(Cow::Owned(s)),
+            _ => Field::NotString,
+        })
     }
 }
 
@@ -387,43 +431,39 @@ pub(crate) fn amount_cents(raw: &[u8]) -> Option<u128> {
     }
 }
 
+/// [`amount_cents`] for a string without whitespace.
 #[inline]
-fn amount_cents_compact(s: &[u8]) -> Option<u128> {
+pub(crate) fn amount_cents_compact(s: &[u8]) -> Option<u128> {
     // The next byte after a prefix must be a digit, so trying the longer of two alternatives
     // that share a start (`$USD` before `$`, `USD$` before `USD`) is the regex's choice too.
-    let rest = if let Some(r) = s.strip_prefix(b"$USD") {
-        r
-    } else if let Some(r) = s.strip_prefix(b"$") {
-        r
-    } else if let Some(r) = s.strip_prefix(b"USD$") {
-        r
-    } else if let Some(r) = s.strip_prefix(b"USD") {
-        r
-    } else {
-        s
+    let rest = match s {
+        [b'$', b'U', b'S', b'D', rest @ ..] => rest,
+        [b'$', rest @ ..] => rest,
+        [b'U', b'S', b'D', b'$', rest @ ..] => rest,
+        [b'U', b'S', b'D', rest @ ..] => rest,
+        _ => s,
     };
-    let n = rest.len();
-    if n < 4 || rest[n - 3] != b'.' {
+    let [int @ .., b'.', d1, d2] = rest else {
         return None;
-    }
-    let (d1, d2) = (rest[n - 2], rest[n - 1]);
-    if !d1.is_ascii_digit() || !d2.is_ascii_digit() {
-        return None;
-    }
-    let int = &rest[..n - 3];
-    if !int.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    let first_significant = int.iter().position(|&b| b != b'0').unwrap_or(int.len());
-    let significant = &int[first_significant..];
-    if significant.len() > MAX_AMOUNT_INT_DIGITS {
+    };
+    let (f1, f2) = (d1.wrapping_sub(b'0'), d2.wrapping_sub(b'0'));
+    if int.is_empty() || f1 > 9 || f2 > 9 {
         return None;
     }
     let mut units: u64 = 0;
-    for &b in significant {
-        units = units * 10 + u64::from(b - b'0');
+    let mut significant = 0usize;
+    for &b in int {
+        let d = b.wrapping_sub(b'0');
+        if d > 9 {
+            return None;
+        }
+        units = units * 10 + u64::from(d);
+        significant += usize::from(units != 0);
+        if significant > MAX_AMOUNT_INT_DIGITS {
+            return None;
+        }
     }
-    Some(u128::from(units) * 100 + u128::from((d1 - b'0') * 10 + (d2 - b'0')))
+    Some(u128::from(units) * 100 + u128::from(f1 * 10 + f2))
 }
 
 /// Two ASCII digits at `s[i..i + 2]` as a number.
@@ -434,32 +474,39 @@ fn two_digits(s: &[u8], i: usize) -> Option<u32> {
 }
 
 /// Is `year` a Gregorian leap year?
-#[inline]
-fn is_leap(year: i64) -> bool {
+#[inline(always)]
+fn is_leap(year: u32) -> bool {
     year % 4 == 0 && (year % 100 != 0 || year % 400 == 0)
 }
 
 /// Days in `month` (1-12) of `year`.
-#[inline]
-fn days_in_month(year: i64, month: u32) -> u32 {
-    match month {
-        2 if is_leap(year) => 29,
-        2 => 28,
-        4 | 6 | 9 | 11 => 30,
-        _ => 31,
-    }
+#[inline(always)]
+fn days_in_month(year: u32, month: u32) -> u32 {
+    const DAYS: [u8; 13] = [0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+    let days = u32::from(DAYS[month as usize]);
+    if month == 2 && is_leap(year) { 29 } else { days }
 }
 
-/// Days from 1970-01-01 to the proleptic Gregorian date (H. Hinnant's `days_from_civil`).
-#[inline]
-pub(crate) fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
+/// Days from 1970-01-01 to the proleptic Gregorian date (H. Hinnant's `days_from_civil`), for
+/// years 0..=9999 (shifted by one 400-year era so that all arithmetic is unsigned).
+#[inline(always)]
+pub(crate) fn days_from_civil(year: u32, month: u32, day: u32) -> i64 {
+    let y = year + 400 - u32::from(month <= 2);
+    let era = y / 400;
     let yoe = y - era * 400;
-    let mp = i64::from((month + 9) % 12);
-    let doy = (153 * mp + 2) / 5 + i64::from(day) - 1;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
     let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
+    i64::from(era) * 146_097 + i64::from(doe) - 719_468 - 146_097
+}
+
+/// The last calendar date [`utc_day_cached`] validated: consecutive lines mostly share it.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct DateCache {
+    /// `YYYY-MM-DD` as written, once one has been validated.
+    date: Option<[u8; 10]>,
+    /// Its day number.
+    days: i64,
 }
 
 /// Parses `time` and returns its UTC day (days since 1970-01-01). The shape is exactly
@@ -467,27 +514,36 @@ pub(crate) fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
 /// (second 00-59, offset hours 00-23 and minutes 00-59).
 #[inline]
 pub(crate) fn utc_day(t: &[u8]) -> Option<i32> {
+    utc_day_cached(t, &mut DateCache::default())
+}
+
+/// [`utc_day`], reusing the date part's day number when it equals the last one validated.
+#[inline]
+pub(crate) fn utc_day_cached(t: &[u8], cache: &mut DateCache) -> Option<i32> {
     let n = t.len();
+    let (Some(date), Some(rest)) = (t.first_chunk::<10>(), t.get(10..)) else {
+        return None;
+    };
     if n < 20 {
         return None;
     }
-    let year = two_digits(t, 0)? * 100 + two_digits(t, 2)?;
-    let month = two_digits(t, 5)?;
-    let day = two_digits(t, 8)?;
-    let hour = two_digits(t, 11)?;
-    let minute = two_digits(t, 14)?;
-    let second = two_digits(t, 17)?;
-    if t[4] != b'-' || t[7] != b'-' || !matches!(t[10], b'T' | b't') || t[13] != b':' || t[16] != b':' {
+    let days = if cache.date.as_ref() == Some(date) {
+        cache.days
+    } else {
+        let days = civil_date(date)?;
+        *cache = DateCache { date: Some(*date), days };
+        days
+    };
+    let d = |i: usize| u32::from(rest[i].wrapping_sub(b'0'));
+    // `THH:MM:SS`: every digit position at once (a non-digit makes some value > 9).
+    let digits = [d(1), d(2), d(4), d(5), d(7), d(8)];
+    if (rest[0] | 0x20) != b't' || rest[3] != b':' || rest[6] != b':' || digits.iter().any(|&x| x > 9) {
         return None;
     }
-    let year = i64::from(year);
-    if !(1..=12).contains(&month)
-        || day == 0
-        || day > days_in_month(year, month)
-        || hour > 23
-        || minute > 59
-        || second > 59
-    {
+    let hour = digits[0] * 10 + digits[1];
+    let minute = digits[2] * 10 + digits[3];
+    let second = digits[4] * 10 + digits[5];
+    if hour > 23 || minute > 59 || second > 59 {
         return None;
     }
     let mut pos = 19;
@@ -514,7 +570,32 @@ pub(crate) fn utc_day(t: &[u8]) -> Option<i32> {
         }
         _ => return None,
     };
-    let local = days_from_civil(year, month, day) * 86_400 + i64::from(hour * 3600 + minute * 60 + second);
-    // The fraction (< 1 s) never moves the UTC date: the local second is at most 59.
-    Some((local - offset_seconds).div_euclid(86_400) as i32)
+    // Seconds into the local day, shifted by the offset: within one day either side. The
+    // fraction (< 1 s) never moves the UTC date: the local second is at most 59.
+    let utc_seconds = i64::from(hour * 3600 + minute * 60 + second) - offset_seconds;
+    let shift = if utc_seconds < 0 {
+        -1
+    } else if utc_seconds >= 86_400 {
+        1
+    } else {
+        0
+    };
+    Some((days + shift) as i32)
+}
+
+/// Day number of a valid `YYYY-MM-DD` (Gregorian, year 0000-9999), or `None`.
+#[inline]
+fn civil_date(date: &[u8; 10]) -> Option<i64> {
+    let d = |i: usize| u32::from(date[i].wrapping_sub(b'0'));
+    let digits = [d(0), d(1), d(2), d(3), d(5), d(6), d(8), d(9)];
+    if date[4] != b'-' || date[7] != b'-' || digits.iter().any(|&x| x > 9) {
+        return None;
+    }
+    let year = digits[0] * 1000 + digits[1] * 100 + digits[2] * 10 + digits[3];
+    let month = digits[4] * 10 + digits[5];
+    let day = digits[6] * 10 + digits[7];
+    if !(1..=12).contains(&month) || day == 0 || day > days_in_month(year, month) {
+        return None;
+    }
+    Some(days_from_civil(year, month, day))
 }

@@ -1,14 +1,45 @@
 //! Primality of an `id` read as a decimal integer.
 //!
-//! Exact for every value that fits in a `u64` (trial division by the primes up to 53, then
-//! deterministic Miller-Rabin in Montgomery form: bases {2, 7, 61} below 2^32, Sinclair's 7
-//! bases above). Longer ids use Miller-Rabin over `num-bigint` with the
+//! Exact for every value that fits in a `u64` (trial division by the odd primes up to 127 with
+//! multiplicative inverses, then deterministic Miller-Rabin in Montgomery form: bases {2, 7, 61}
+//! below 2^32, Sinclair's 7 bases above). Longer ids use Miller-Rabin over `num-bigint` with the
 //! first 20 prime bases, as the contract asks.
 
 use num_bigint::BigUint;
 
-/// Primes used for trial division before Miller-Rabin.
-const SMALL_PRIMES: [u64; 16] = [2, 3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37, 41, 43, 47, 53];
+/// Odd primes used for trial division before Miller-Rabin.
+const SMALL_ODD_PRIMES: [u64; 30] = [
+    3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37, 41, 43, 47, 53, 59, 61, 67, 71, 73, 79, 83, 89, 97, 101, 103, 107, 109,
+    113, 127,
+];
+
+/// Smallest prime above the trial-division primes: below its square, surviving trial division
+/// means prime.
+const NEXT_PRIME: u64 = 131;
+
+/// Inverse of odd `p` modulo 2^64 (Newton's iteration).
+const fn inverse_mod_2_64(p: u64) -> u64 {
+    let mut inv = p;
+    let mut i = 0;
+    while i < 5 {
+        inv = inv.wrapping_mul(2u64.wrapping_sub(p.wrapping_mul(inv)));
+        i += 1;
+    }
+    inv
+}
+
+/// For each odd trial prime p: (p^-1 mod 2^64, u64::MAX / p). `n` is a multiple of p exactly
+/// when `n * p^-1 (mod 2^64) <= u64::MAX / p`.
+const TRIAL: [(u64, u64); 30] = {
+    let mut table = [(0u64, 0u64); 30];
+    let mut i = 0;
+    while i < 30 {
+        let p = SMALL_ODD_PRIMES[i];
+        table[i] = (inverse_mod_2_64(p), u64::MAX / p);
+        i += 1;
+    }
+    table
+};
 
 /// Jim Sinclair's 7 bases: deterministic Miller-Rabin for every n < 2^64.
 const BASES_U64: [u64; 7] = [2, 325, 9_375, 28_178, 450_775, 9_780_504, 1_795_265_022];
@@ -43,21 +74,28 @@ pub(crate) fn is_prime_decimal(digits: &[u8]) -> bool {
     is_prime_big_decimal(significant)
 }
 
+/// Is the id prime? `digits` are its (trimmed) digits and `key` its
+/// [`crate::state::encode_digits`], or 0 when it has more than 19 digits.
+#[inline]
+pub(crate) fn is_prime_id(digits: &[u8], key: u64) -> bool {
+    if key != 0 { is_prime_u64(crate::state::decode_value(key, digits.len())) } else { is_prime_decimal(digits) }
+}
+
 /// Exact primality for any `u64`.
 pub(crate) fn is_prime_u64(n: u64) -> bool {
-    if n < 2 {
+    if n < 4 {
+        return n >= 2;
+    }
+    if n % 2 == 0 {
         return false;
     }
-    for p in SMALL_PRIMES {
-        if n == p {
-            return true;
-        }
-        if n % p == 0 {
-            return false;
+    for (p, (inverse, limit)) in SMALL_ODD_PRIMES.iter().zip(TRIAL) {
+        if n.wrapping_mul(inverse) <= limit {
+            return n == *p;
         }
     }
-    // No prime factor up to 53 and n < 59^2: prime.
-    if n < 59 * 59 {
+    // No prime factor up to 127 and n < 131^2: prime.
+    if n < NEXT_PRIME * NEXT_PRIME {
         return true;
     }
     if n <= u64::from(u32::MAX) { miller_rabin(n, &BASES_U32) } else { miller_rabin(n, &BASES_U64) }
@@ -80,8 +118,10 @@ impl Montgomery {
         for _ in 0..5 {
             n_inv = n_inv.wrapping_mul(2u64.wrapping_sub(n.wrapping_mul(n_inv)));
         }
-        let r = (u128::from(u64::MAX) % u128::from(n) + 1) % u128::from(n);
-        let r2 = (r * r % u128::from(n)) as u64;
+        // R mod n = (2^64 - n) mod n, then R^2 mod n.
+        let r = 0u64.wrapping_sub(n) % n;
+        let r2 =
+            if n <= u64::from(u32::MAX) { r * r % n } else { (u128::from(r) * u128::from(r) % u128::from(n)) as u64 };
         Montgomery { n, n_inv, r2 }
     }
 

@@ -606,12 +606,12 @@ fn prime_daily_slot_is_global_and_not_used_by_declined_prime_attempts() {
 }
 
 #[test]
-fn attempt_limit_comes_before_the_prime_gate() {
+fn fourth_attempt_of_a_prime_id_does_not_use_the_prime_slot() {
     let lines = [
         l("4", "1", "1.00", TUE),
         l("6", "1", "1.00", TUE),
         l("8", "1", "1.00", TUE),
-        // 4th attempt: declined before the gate, so the slot stays free.
+        // 4th attempt: declined, so the prime slot stays free.
         l("7", "1", "1.00", TUE),
         l("11", "2", "1.00", TUE),
     ];
@@ -726,4 +726,314 @@ fn whitespace_between_tokens_and_any_key_order_are_well_formed() {
     assert_eq!(out, "{\"id\":\"1\",\"customer_id\":\"9\",\"accepted\":true}\n");
     let reordered = r#"{"time":"2000-01-04T10:00:00Z","customer_id":"9","id":"1","load_amount":"1.00"}"#;
     assert_eq!(run_str(reordered, &Rules::baseline()), out);
+}
+
+// --- differential test against a naive model ---------------------------------------------------
+
+/// A deliberately naive implementation of the rules: serde-only parsing, string-keyed hash maps
+/// for every window, big-integer primality. Shares only the field grammars with the crate.
+fn naive_model(input: &str, rules: &Rules) -> String {
+    use std::collections::{HashMap, HashSet};
+    let mut ids: HashSet<String> = HashSet::new();
+    let mut days: HashMap<(String, i64), (u32, u128)> = HashMap::new();
+    let mut weeks: HashMap<(String, i64), u128> = HashMap::new();
+    let mut primes: HashMap<i64, u32> = HashMap::new();
+    let mut prime_cache: HashMap<String, bool> = HashMap::new();
+    let scale = |c: u64| u128::from(c) * 10_000;
+    let mut out = String::new();
+    let mut lines: Vec<&str> = input.split('\n').collect();
+    if input.ends_with('\n') || input.is_empty() {
+        lines.pop();
+    }
+    for line in lines {
+        let line = line.strip_suffix('\r').unwrap_or(line);
+        let object = crate::parse::general_object(line.as_bytes());
+        let valid = object.as_ref().and_then(|o| match &o.fields {
+            [
+                crate::parse::Field::Str(id),
+                crate::parse::Field::Str(cust),
+                crate::parse::Field::Str(amount),
+                crate::parse::Field::Str(time),
+            ] if !o.repeated_key => {
+                validate(id.as_bytes(), cust.as_bytes(), amount.as_bytes(), time.as_bytes()).map(|v| {
+                    (
+                        String::from_utf8(v.id.to_vec()).unwrap(),
+                        String::from_utf8(v.customer.to_vec()).unwrap(),
+                        v.cents,
+                        i64::from(v.day),
+                    )
+                })
+            }
+            _ => None,
+        });
+        let Some((id, cust, cents, day)) = valid else {
+            let (id, cust) = match &object {
+                Some(o) => (o.fields[0].echo().to_string(), o.fields[1].echo().to_string()),
+                None => (String::new(), String::new()),
+            };
+            out.push_str(&format!(
+                "{{\"id\":{},\"customer_id\":{},\"accepted\":false}}\n",
+                serde_json::to_string(&id).unwrap(),
+                serde_json::to_string(&cust).unwrap()
+            ));
+            continue;
+        };
+        let accepted = (|| {
+            if !ids.insert(id.clone()) {
+                return false;
+            }
+            let monday = (day + 3).rem_euclid(7) == 0;
+            let multiplier = if monday { rules.monday_multiplier_e4 } else { 10_000 };
+            let effective = cents.saturating_mul(u128::from(multiplier));
+            let week = (day + 3 - i64::from(rules.week_start % 7)).div_euclid(7);
+            let window = days.entry((cust.clone(), day)).or_insert((0, 0));
+            window.0 += 1;
+            if window.0 > rules.daily_attempts {
+                return false;
+            }
+            let digits = id.trim_start_matches('0');
+            let prime = rules.prime_gate
+                && *prime_cache.entry(digits.to_string()).or_insert_with(|| match digits.len() {
+                    0 => false,
+                    // Plain trial division: obviously right, and fast enough below 10^12.
+                    1..=12 => {
+                        let n: u64 = digits.parse().unwrap();
+                        n >= 2 && (2..).take_while(|d| d * d <= n).all(|d| n % d != 0)
+                    }
+                    _ => is_prime_big(&num_bigint::BigUint::parse_bytes(digits.as_bytes(), 10).unwrap()),
+                });
+            if prime
+                && (effective > scale(rules.prime_amount_cap_cents)
+                    || primes.get(&day).copied().unwrap_or(0) >= rules.prime_daily_accepts)
+            {
+                return false;
+            }
+            if window.1.saturating_add(effective) > scale(rules.daily_amount_cents) {
+                return false;
+            }
+            let week_total = weeks.entry((cust.clone(), week)).or_insert(0);
+            if week_total.saturating_add(effective) > scale(rules.weekly_amount_cents) {
+                return false;
+            }
+            *week_total += effective;
+            window.1 += effective;
+            if prime {
+                *primes.entry(day).or_insert(0) += 1;
+            }
+            true
+        })();
+        out.push_str(&format!("{{\"id\":\"{id}\",\"customer_id\":\"{cust}\",\"accepted\":{accepted}}}\n"));
+    }
+    out
+}
+
+/// Small deterministic generator (xorshift64*).
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// Random lines: a small id pool (duplicates), few customers, times over ~10 weeks in random
+/// order with offsets, amounts around the limits, and some malformed or oddly written lines.
+fn random_input(rng: &mut Rng, lines: usize) -> String {
+    let mut out = String::new();
+    for _ in 0..lines {
+        let id = match rng.below(40) {
+            0..4 => format!("00{}", rng.below(300)),
+            5 => format!("{}", 123_456_789_000 + rng.below(300)),
+            4 => format!("{}", 18_446_744_073_709_551_000 + u128::from(rng.below(1_000))),
+            _ => format!("{}", rng.below(3_000)),
+        };
+        let cust = match rng.below(20) {
+            0 => format!("{}", 100 + rng.below(400)),
+            1 => format!("1234567890123456789012{}", rng.below(3)),
+            2 => format!("0{}", rng.below(12)),
+            _ => format!("{}", rng.below(12)),
+        };
+        let amount = match rng.below(8) {
+            0 => format!("${}.{:02}", rng.below(20_000), rng.below(100)),
+            1 => format!("USD{}.00", rng.below(6_000)),
+            2 => format!("{}.{:02}", 4_990 + rng.below(20), rng.below(100)),
+            _ => format!("${}.{:02}", rng.below(3_000), rng.below(100)),
+        };
+        let day = 1 + rng.below(70);
+        let (month, dom) = if day <= 31 {
+            (1, day)
+        } else if day <= 60 {
+            (2, day - 31)
+        } else {
+            (3, day - 60)
+        };
+        let zone = match rng.below(6) {
+            0 => "+02:00".to_string(),
+            1 => "-05:30".to_string(),
+            2 => "z".to_string(),
+            _ => "Z".to_string(),
+        };
+        let time =
+            format!("2000-{month:02}-{dom:02}T{:02}:{:02}:{:02}{zone}", rng.below(24), rng.below(60), rng.below(60));
+        let line = match rng.below(40) {
+            0 => String::new(),
+            1 => format!(r#"{{"id":"{id}","customer_id":"{cust}","load_amount":"{amount}"}}"#),
+            2 => format!(r#"{{"id":"{id}","customer_id":{cust},"load_amount":"{amount}","time":"{time}"}}"#),
+            3 => format!(
+                r#"{{ "time": "{time}", "load_amount": " {amount} ", "customer_id": " {cust}", "id": "{id} " }}"#
+            ),
+            4 => format!(r#"{{"id":"{id}","customer_id":"{cust}","load_amount":"{amount}","time":"{time}","id":"1"}}"#),
+            5 => format!(
+                r#"{{"id":"{id}","customer_id":"{cust}","load_amount":"{amount}","time":"{time}","x":[1,{{}}]}}"#
+            ),
+            6 => format!(r#"{{"id":"{id}","customer_id":"{cust}","load_amount":"{amount}.0","time":"{time}"}}"#),
+            // Compact but in another key order, or with a space in the amount: the mask fast path.
+            7 => format!(r#"{{"time":"{time}","customer_id":"{cust}","id":"{id}","load_amount":"{amount}"}}"#),
+            8 => format!(r#"{{"id":"{id}","customer_id":"{cust}","load_amount":" {amount}","time":"{time}"}}"#),
+            9 => format!(r#"{{"id":"{id}","customer_id":"{cust}","load_amount":"{amount}","time":"{time}"}} "#),
+            _ => format!(r#"{{"id":"{id}","customer_id":"{cust}","load_amount":"{amount}","time":"{time}"}}"#),
+        };
+        out.push_str(&line);
+        out.push_str(if rng.below(20) == 0 { "\r\n" } else { "\n" });
+    }
+    out
+}
+
+#[test]
+fn matches_naive_model_on_random_inputs() {
+    let mut rng = Rng(0x1234_5678_9abc_def1);
+    let scenarios = [
+        Rules::baseline(),
+        Rules::exp_mp(),
+        Rules { week_start: 6, daily_attempts: 5, ..Rules::exp_mp() },
+        Rules { prime_daily_accepts: 3, ..raised_limits() },
+        // Limits too large for 64-bit totals: the wide path.
+        Rules { daily_amount_cents: u64::MAX, weekly_amount_cents: 3_000_000, ..Rules::exp_mp() },
+    ];
+    for round in 0..8 {
+        let input = random_input(&mut rng, 2_500);
+        for rules in &scenarios {
+            let expected = naive_model(&input, rules);
+            let (actual, counts) = run_bytes(input.as_bytes(), rules);
+            assert_eq!(counts.lines as usize, expected.lines().count());
+            if actual != expected {
+                let first = actual.lines().zip(expected.lines()).position(|(a, e)| a != e);
+                panic!("round {round}, rules {rules:?}: first difference at output line {first:?}");
+            }
+        }
+    }
+}
+
+#[test]
+fn wide_totals_are_exact() {
+    // 10^19 cents a day does not fit 64-bit totals of 1/10,000 cent.
+    let rules =
+        Rules { daily_amount_cents: 10_000_000_000_000_000_000, weekly_amount_cents: u64::MAX, ..Rules::baseline() };
+    let lines =
+        [l("1", "9", "50000000000000000.00", TUE), l("2", "9", "50000000000000000.00", TUE), l("3", "9", "0.01", TUE)];
+    assert_eq!(decisions(&lines, &rules), [true, true, false]);
+    let huge_multiplier = Rules { monday_multiplier_e4: u64::MAX, ..Rules::baseline() };
+    assert_eq!(decisions(&[l("1", "9", "999999999999999999.99", "2000-01-03T10:00:00Z")], &huge_multiplier), [false]);
+    assert_eq!(decisions(&[l("1", "9", "0.00", "2000-01-03T10:00:00Z")], &huge_multiplier), [true]);
+}
+
+#[test]
+fn civil_day_numbers_are_right() {
+    assert_eq!(days_from_civil(1970, 1, 1), 0);
+    assert_eq!(days_from_civil(2000, 1, 1), 10_957);
+    assert_eq!(days_from_civil(2000, 3, 1), 11_017);
+    assert_eq!(days_from_civil(0, 1, 1), -719_528);
+    assert_eq!(days_from_civil(9999, 12, 31), 2_932_896);
+    assert_eq!(utc_day(b"0000-01-01T00:00:00+00:01"), Some(-719_529));
+    assert_eq!(utc_day(b"9999-12-31T23:59:59-00:01"), Some(2_932_897));
+}
+
+#[test]
+fn out_of_range_number_is_invalid_json_only_in_a_known_field() {
+    // serde_json rejects a number beyond f64 when it parses it (a known field's value) and skips
+    // it unparsed elsewhere.
+    assert_malformed(
+        br#"{"id":"1","customer_id":1e400,"load_amount":"1.00","time":"2000-01-04T10:00:00Z"}"#,
+        r#""""#,
+        r#""""#,
+    );
+    let line = br#"{"id":"1","customer_id":"9","x":1e400,"load_amount":"1.00","time":"2000-01-04T10:00:00Z"}"#;
+    assert_eq!(run_bytes(line, &Rules::baseline()).1.accepted, 1);
+}
+
+#[test]
+fn nesting_depth_limit_applies_to_known_fields_only() {
+    // serde_json parses at most 128 nested levels when it builds a value (a known field's value),
+    // and skips unknown fields' values without a limit.
+    let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
+    let known = format!(r#"{{"id":"1","customer_id":{deep},"load_amount":"1.00","time":"2000-01-04T10:00:00Z"}}"#);
+    assert_malformed(known.as_bytes(), r#""""#, r#""""#);
+    let shallow = format!("{}{}", "[".repeat(20), "]".repeat(20));
+    let known = format!(r#"{{"id":"1","customer_id":{shallow},"load_amount":"1.00","time":"2000-01-04T10:00:00Z"}}"#);
+    assert_malformed(known.as_bytes(), r#""1""#, r#""""#);
+    let unknown =
+        format!(r#"{{"id":"1","customer_id":"9","x":{deep},"load_amount":"1.00","time":"2000-01-04T10:00:00Z"}}"#);
+    assert_eq!(run_bytes(unknown.as_bytes(), &Rules::baseline()).1.accepted, 1);
+}
+
+#[test]
+fn date_cache_never_vouches_for_an_unvalidated_date() {
+    // A raw NUL date: no cached date may match it (and raw control bytes are invalid JSON).
+    let mut line = l("1", "9", "1.00", "2000-01-04T10:00:00Z").into_bytes();
+    let at = line.len() - 22;
+    line[at..at + 10].fill(0);
+    assert_malformed(&line, r#""""#, r#""""#);
+    let input = [
+        l("1", "9", "1.00", "2000-01-04T10:00:00Z"),
+        l("2", "9", "1.00", "2000-01-04T10:00:60Z"),
+        l("3", "9", "1.00", "2001-02-29T10:00:00Z"),
+        l("4", "9", "1.00", "2000-01-04T10:00:00Z"),
+    ]
+    .join("\n");
+    let (_, counts) = run_bytes(input.as_bytes(), &Rules::baseline());
+    assert_eq!((counts.accepted, counts.malformed), (2, 2));
+}
+
+#[test]
+fn many_customers_and_long_customer_ids_keep_separate_windows() {
+    // 17,000 customers (the customer index grows several times and customer prefetching starts),
+    // each with four attempts on one day: the fourth is declined for every one of them. A third
+    // of the customer ids are longer than 19 digits.
+    let mut lines = Vec::new();
+    for attempt in 0..4 {
+        for c in 0..17_000u64 {
+            let customer = if c % 3 == 0 { format!("{c}000000000000000000000") } else { c.to_string() };
+            lines.push(l(&format!("{}", attempt * 100_000 + c), &customer, "1.00", TUE));
+        }
+    }
+    let decided = decisions(&lines, &Rules::baseline());
+    assert!(decided[..51_000].iter().all(|&d| d));
+    assert!(decided[51_000..].iter().all(|&d| !d));
+}
+
+#[test]
+fn out_of_order_lines_find_their_earlier_week() {
+    let lines = [
+        l("1", "9", "5000.00", "2000-01-03T10:00:00Z"),
+        l("2", "9", "5000.00", "2000-01-04T10:00:00Z"),
+        l("3", "9", "5000.00", "2000-01-05T10:00:00Z"),
+        l("4", "9", "5000.00", "2000-01-06T10:00:00Z"),
+        // Next week.
+        l("5", "9", "5000.00", "2000-01-10T10:00:00Z"),
+        // Back to the first week (a new day in it): its total is already 20,000.00.
+        l("6", "9", "1.00", "2000-01-07T10:00:00Z"),
+        // And forward again: the second week holds 5,000.00.
+        l("7", "9", "5000.00", "2000-01-11T10:00:00Z"),
+        l("8", "9", "5000.00", "2000-01-12T10:00:00Z"),
+        l("9", "9", "5000.00", "2000-01-13T10:00:00Z"),
+        l("10", "9", "0.01", "2000-01-14T10:00:00Z"),
+    ];
+    assert_eq!(decisions(&lines, &Rules::baseline()), [true, true, true, true, true, false, true, true, true, false]);
 }
