@@ -14,6 +14,7 @@ pub mod message;
 pub mod money;
 pub mod nodes;
 pub mod prime;
+pub mod table;
 pub mod time;
 
 use hopline_model::Registry;

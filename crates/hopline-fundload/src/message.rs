@@ -134,19 +134,3 @@ impl Outcome {
         }
     }
 }
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn sizes() {
-        eprintln!(
-            "LoadMsg {} Attempt {} Decision {} Record {} Envelope {} Header {}",
-            size_of::<super::LoadMsg>(),
-            size_of::<super::Attempt>(),
-            size_of::<super::Decision>(),
-            size_of::<super::Record>(),
-            size_of::<hopline_model::Envelope<super::LoadMsg>>(),
-            size_of::<hopline_model::EnvelopeHeader>()
-        );
-    }
-}

@@ -152,6 +152,11 @@ pub trait Transform<M: Message>: Send {
     /// Rewrites one message in place.
     fn transform(&mut self, ctx: &Context<'_>, message: &mut M) -> Result<(), NodeError>;
 
+    /// Sees a whole batch before any of it is transformed: the place to prefetch the state the
+    /// batch will touch, so that memory is fetched for many events at once instead of one
+    /// miss at a time. Must not change what `transform` decides.
+    fn prepare(&mut self, _batch: &[Envelope<M>]) {}
+
     /// What the node has to say in the run summary. Called once, at the end.
     fn report(&self) -> NodeReport {
         NodeReport::default()
@@ -171,6 +176,7 @@ impl<M: Message, T: Transform<M>> Node<M> for T {
         input: &mut Vec<Envelope<M>>,
         output: &mut Vec<Envelope<M>>,
     ) -> Result<(), (u64, NodeError)> {
+        self.prepare(input);
         for envelope in input.iter_mut() {
             let ctx = Context::new(&envelope.header, info);
             self.transform(&ctx, &mut envelope.payload).map_err(|e| (envelope.header.seq, e))?;

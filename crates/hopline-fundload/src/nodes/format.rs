@@ -5,7 +5,7 @@
 
 use hopline_model::{Context, NodeError, NodeKind, NodeReport, Transform};
 
-use crate::message::{DECISION, Decision, LoadMsg, RECORD, Record};
+use crate::message::{DECISION, Decision, LoadMsg, Outcome, RECORD, Record};
 
 pub const KIND: NodeKind<LoadMsg> = NodeKind {
     name: "format",
@@ -43,10 +43,19 @@ fn json_string(out: &mut Record, s: &str) {
 /// The output line of a decision.
 pub fn format_decision(decision: &Decision) -> Record {
     let mut out = Record::new();
-    out.extend_from_slice(b"{\"id\":");
-    json_string(&mut out, &decision.id);
-    out.extend_from_slice(b",\"customer_id\":");
-    json_string(&mut out, &decision.customer_id);
+    if decision.outcome == Outcome::Malformed {
+        out.extend_from_slice(b"{\"id\":");
+        json_string(&mut out, &decision.id);
+        out.extend_from_slice(b",\"customer_id\":");
+        json_string(&mut out, &decision.customer_id);
+    } else {
+        // Ids of well-formed lines are ASCII digits: nothing to escape.
+        out.extend_from_slice(b"{\"id\":\"");
+        out.extend_from_slice(decision.id.as_bytes());
+        out.extend_from_slice(b"\",\"customer_id\":\"");
+        out.extend_from_slice(decision.customer_id.as_bytes());
+        out.push(b'"');
+    }
     let tail: &[u8] = if decision.accepted() { b",\"accepted\":true}" } else { b",\"accepted\":false}" };
     out.extend_from_slice(tail);
     out
@@ -75,7 +84,6 @@ impl Transform<LoadMsg> for Format {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::message::Outcome;
 
     fn line(id: &str, customer_id: &str, outcome: Outcome) -> String {
         let record = format_decision(&Decision { id: id.into(), customer_id: customer_id.into(), outcome });
