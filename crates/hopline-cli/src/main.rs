@@ -87,6 +87,9 @@ enum GenerateApp {
         /// Earlier ids reused with different content per million.
         #[arg(long, default_value_t = 2_000)]
         id_reuse_per_million: u32,
+        /// Mean lines per day of the clock: higher packs the same lines into fewer days.
+        #[arg(long, default_value_t = hopline_fundload::generate::DEFAULT_LOADS_PER_DAY)]
+        loads_per_day: u32,
         /// Write to PATH instead of stdout.
         #[arg(long, short, value_name = "PATH")]
         output: Option<PathBuf>,
@@ -191,6 +194,7 @@ fn generate(app: GenerateApp) -> anyhow::Result<()> {
         malformed_per_million,
         replay_per_million,
         id_reuse_per_million,
+        loads_per_day,
         output,
     } = app;
     let options = hopline_fundload::generate::GenerateOptions {
@@ -200,6 +204,7 @@ fn generate(app: GenerateApp) -> anyhow::Result<()> {
         malformed_per_million,
         replay_per_million,
         id_reuse_per_million,
+        loads_per_day,
     };
     match output {
         Some(path) => {

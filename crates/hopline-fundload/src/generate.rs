@@ -57,7 +57,13 @@ pub struct GenerateOptions {
     pub replay_per_million: u32,
     /// Lines reusing an earlier line's id with different content, per million lines.
     pub id_reuse_per_million: u32,
+    /// Mean lines per day of the clock ([`DEFAULT_LOADS_PER_DAY`] by default); higher packs the
+    /// same lines into fewer days, so customers load more often each day. 0 is read as 1.
+    pub loads_per_day: u32,
 }
+
+/// The clock's mean density by default: about 52 lines a day (a step of about 28 minutes).
+pub const DEFAULT_LOADS_PER_DAY: u32 = 52;
 
 impl Default for GenerateOptions {
     fn default() -> Self {
@@ -68,6 +74,7 @@ impl Default for GenerateOptions {
             malformed_per_million: 500,
             replay_per_million: 3_000,
             id_reuse_per_million: 2_000,
+            loads_per_day: DEFAULT_LOADS_PER_DAY,
         }
     }
 }
@@ -654,6 +661,7 @@ struct State {
     th_malformed: u64,
     th_replay: u64,
     th_reuse: u64,
+    loads_per_day: u32,
 }
 
 impl State {
@@ -689,6 +697,7 @@ impl State {
             th_malformed,
             th_replay,
             th_reuse,
+            loads_per_day: opts.loads_per_day.max(1),
         }
     }
 
@@ -743,6 +752,8 @@ impl State {
                 _ => self.rng.between(3_601, 9_000),
             }
         };
+        // Scale to the asked density; the default keeps the step as drawn.
+        let step = (step * u64::from(DEFAULT_LOADS_PER_DAY) / u64::from(self.loads_per_day)).max(1);
         self.t += step as i64;
         // Keep four-digit years (after about 150 million lines): start over, forgetting the totals.
         if self.t >= days_from_civil(9_999, 1, 1) * DAY {
@@ -2339,5 +2350,20 @@ mod tests {
         let mut g = Vec::new();
         push_grouped(&mut g, 1_234_567);
         assert_eq!(g, b"1 234 567");
+    }
+
+    #[test]
+    fn loads_per_day_packs_lines_into_fewer_days() {
+        let days = |loads_per_day| {
+            let out = bytes(&GenerateOptions { records: 20_000, loads_per_day, ..Default::default() });
+            let text = String::from_utf8_lossy(&out).into_owned();
+            let dates: std::collections::BTreeSet<String> = text
+                .lines()
+                .filter_map(|l| l.split("\"time\":\"").nth(1).map(|t| t.get(..10).unwrap_or_default().to_string()))
+                .collect();
+            dates.len()
+        };
+        let (sparse, dense) = (days(DEFAULT_LOADS_PER_DAY), days(DEFAULT_LOADS_PER_DAY * 10));
+        assert!(dense * 5 < sparse, "{dense} days at 10x density, {sparse} at the default");
     }
 }

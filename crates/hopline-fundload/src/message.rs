@@ -1,14 +1,13 @@
 //! The messages of fund_load, one variant per kind.
 //!
 //! `line` (from the source) → `attempt` (parsed, then enriched by `time_keys` and `features`)
-//! → `decision` → `record` (to the sink). A line that is malformed, or an attempt that is a
+//! → `decision` → `record` (to the sink, which encodes it as one output line). A line that is malformed, or an attempt that is a
 //! duplicate, becomes a `decision` early and passes untouched through the nodes that only
 //! handle attempts.
 
 use bytes::Bytes;
 use compact_str::CompactString;
 use hopline_model::{LineMessage, Message};
-use smallvec::SmallVec;
 
 /// One fund_load message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,12 +18,51 @@ pub enum LoadMsg {
     Attempt(Attempt),
     /// The decision on one input line.
     Decision(Decision),
-    /// One output line, without its newline.
+    /// One output line, typed until the sink encodes it.
     Record(Record),
 }
 
-/// The bytes of one output line. Inline up to 80 bytes, so formatting does not allocate.
-pub type Record = SmallVec<[u8; 80]>;
+/// One output line: `{"id":"…","customer_id":"…","accepted":true|false}`, compact JSON, keys
+/// in that order, the ids echoed as read (trimmed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    pub id: CompactString,
+    pub customer_id: CompactString,
+    pub accepted: bool,
+    /// Whether the ids may need JSON escaping (they are not known to be digits).
+    pub escape: bool,
+}
+
+impl Record {
+    /// Appends the line's compact JSON (without the newline) to `out`.
+    pub fn write_json(&self, out: &mut Vec<u8>) {
+        if self.escape {
+            out.extend_from_slice(b"{\"id\":");
+            json_string(out, &self.id);
+            out.extend_from_slice(b",\"customer_id\":");
+            json_string(out, &self.customer_id);
+        } else {
+            out.extend_from_slice(b"{\"id\":\"");
+            out.extend_from_slice(self.id.as_bytes());
+            out.extend_from_slice(b"\",\"customer_id\":\"");
+            out.extend_from_slice(self.customer_id.as_bytes());
+            out.push(b'"');
+        }
+        let tail: &[u8] = if self.accepted { b",\"accepted\":true}" } else { b",\"accepted\":false}" };
+        out.extend_from_slice(tail);
+    }
+}
+
+/// Writes `s` as a JSON string.
+fn json_string(out: &mut Vec<u8>, s: &str) {
+    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        out.push(b'"');
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
+    } else {
+        serde_json::to_writer(out, s).expect("writing to memory cannot fail");
+    }
+}
 
 pub const LINE: &str = "line";
 pub const ATTEMPT: &str = "attempt";
@@ -47,10 +85,13 @@ impl LineMessage for LoadMsg {
         LoadMsg::Line(line)
     }
 
-    fn record(&self) -> Option<&[u8]> {
+    fn write_record(&self, out: &mut Vec<u8>) -> bool {
         match self {
-            LoadMsg::Record(bytes) => Some(bytes),
-            _ => None,
+            LoadMsg::Record(record) => {
+                record.write_json(out);
+                true
+            }
+            _ => false,
         }
     }
 }

@@ -41,6 +41,9 @@ pub fn parse_load_amount(raw: &[u8]) -> Result<u128, AmountError> {
 }
 
 fn parse_compact_amount(s: &[u8]) -> Result<u128, AmountError> {
+    if let Some(cents) = parse_common_amount(s) {
+        return Ok(cents);
+    }
     let body = s
         .strip_prefix(b"USD$")
         .or_else(|| s.strip_prefix(b"USD"))
@@ -57,6 +60,25 @@ fn parse_compact_amount(s: &[u8]) -> Result<u128, AmountError> {
     }
     let whole = significant.iter().fold(0u128, |acc, &b| acc * 10 + u128::from(b - b'0'));
     Ok(whole * 100 + u128::from((d1 - b'0') * 10 + (d2 - b'0')))
+}
+
+/// The common shape, `$` then 1 to 15 digits, `.` and two digits, read in one pass; `None`
+/// for anything else (which the full grammar then decides).
+#[inline]
+fn parse_common_amount(s: &[u8]) -> Option<u128> {
+    let [b'$', body @ .., b'.', d1, d2] = s else { return None };
+    if body.is_empty() || body.len() > 15 || !d1.is_ascii_digit() || !d2.is_ascii_digit() {
+        return None;
+    }
+    let mut whole = 0u64;
+    for &b in body {
+        let digit = b.wrapping_sub(b'0');
+        if digit > 9 {
+            return None;
+        }
+        whole = whole * 10 + u64::from(digit);
+    }
+    Some(u128::from(whole * 100 + u64::from((d1 - b'0') * 10 + (d2 - b'0'))))
 }
 
 /// A non-negative money amount in a config file, such as `5000.00`; held as cents.

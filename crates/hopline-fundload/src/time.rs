@@ -9,28 +9,52 @@ use serde::Deserialize;
 /// Reads `YYYY-MM-DDTHH:MM:SS[.fraction](Z|±HH:MM)` (`t` and `z` may be lowercase, as RFC 3339
 /// allows) and returns the UTC day: days since 1970-01-01, negative before it.
 pub fn parse_utc_day(s: &[u8]) -> Option<i64> {
-    if s.len() < 20 {
-        return None;
-    }
+    parse_utc_day_cached(s, &mut DateCache::default())
+}
+
+/// The last calendar date read and its day number: input mostly comes in time order, so most
+/// timestamps repeat the previous date and skip the calendar arithmetic.
+#[derive(Debug, Clone, Default)]
+pub struct DateCache {
+    date: [u8; 10],
+    day: i64,
+}
+
+/// [`parse_utc_day`], remembering the last date in `cache`.
+#[inline]
+pub fn parse_utc_day_cached(s: &[u8], cache: &mut DateCache) -> Option<i64> {
+    let (date, rest) = s.split_first_chunk::<10>()?;
+    let local_day = if *date == cache.date {
+        cache.day
+    } else {
+        let day = parse_date(date)?;
+        *cache = DateCache { date: *date, day };
+        day
+    };
+    Some(local_day + minutes_after_local_midnight_in_utc(rest)?.div_euclid(24 * 60))
+}
+
+/// `YYYY-MM-DD` as a day number, if it is a real date.
+fn parse_date(s: &[u8; 10]) -> Option<i64> {
     let year = digits4(s, 0)?;
     let month = digits2(s, 5)?;
     let day = digits2(s, 8)?;
-    let hour = digits2(s, 11)?;
-    let minute = digits2(s, 14)?;
-    let second = digits2(s, 17)?;
-    if s[4] != b'-' || s[7] != b'-' || !matches!(s[10], b'T' | b't') || s[13] != b':' || s[16] != b':' {
+    if s[4] != b'-' || s[7] != b'-' || !(1..=12).contains(&month) || day == 0 || day > days_in_month(year, month) {
         return None;
     }
-    if !(1..=12).contains(&month)
-        || day == 0
-        || day > days_in_month(year, month)
-        || hour > 23
-        || minute > 59
-        || second > 59
-    {
+    Some(days_from_civil(year, month, day))
+}
+
+/// `THH:MM:SS[.fraction](Z|±HH:MM)`: minutes from local midnight to the UTC time.
+fn minutes_after_local_midnight_in_utc(s: &[u8]) -> Option<i64> {
+    if s.len() < 10 || !matches!(s[0], b'T' | b't') || s[3] != b':' || s[6] != b':' {
         return None;
     }
-    let mut rest = &s[19..];
+    let (hour, minute, second) = (digits2(s, 1)?, digits2(s, 4)?, digits2(s, 7)?);
+    if hour > 23 || minute > 59 || second > 59 {
+        return None;
+    }
+    let mut rest = &s[9..];
     if let [b'.', tail @ ..] = rest {
         let digits = tail.iter().take_while(|b| b.is_ascii_digit()).count();
         if digits == 0 {
@@ -50,8 +74,7 @@ pub fn parse_utc_day(s: &[u8]) -> Option<i64> {
         }
         _ => return None,
     };
-    let local_minutes = i64::from(hour) * 60 + i64::from(minute) - offset_minutes;
-    Some(days_from_civil(year, month, day) + local_minutes.div_euclid(24 * 60))
+    Some(i64::from(hour) * 60 + i64::from(minute) - offset_minutes)
 }
 
 #[inline]
@@ -155,6 +178,18 @@ mod tests {
         assert_eq!(day("2000-01-03T00:00:03+02:00"), day("2000-01-02T12:00:00Z"));
         assert_eq!(day("2000-01-02T23:30:00-01:00"), day("2000-01-03T00:30:00Z"));
         assert_eq!(day("2000-01-02T23:30:00-00:00"), day("2000-01-02T00:00:00Z"));
+    }
+
+    #[test]
+    fn the_date_cache_changes_no_answer() {
+        let mut cache = DateCache::default();
+        for text in
+            ["2000-01-03T10:00:00Z", "2000-01-03T00:30:00+01:00", "2000-01-03T23:30:00-01:00", "2000-01-03T10:00:60Z"]
+        {
+            assert_eq!(parse_utc_day_cached(text.as_bytes(), &mut cache), day(text), "{text}");
+        }
+        assert_eq!(parse_utc_day_cached(b"2001-02-29T00:00:00Z", &mut cache), None);
+        assert_eq!(parse_utc_day_cached(b"2001-02-29T00:00:00Z", &mut cache), None);
     }
 
     #[test]

@@ -20,7 +20,9 @@ pub trait Message: Send + Sized + 'static {
 /// A message type that line-oriented adapters (NDJSON source and sink) can carry.
 ///
 /// A line source emits messages of kind [`LineMessage::LINE`]; a line sink accepts messages
-/// of kind [`LineMessage::RECORD`] and writes their bytes followed by a newline.
+/// of kind [`LineMessage::RECORD`] and writes each one's encoding followed by a newline.
+/// Records stay typed until the sink encodes them, straight into its output buffer: bytes
+/// are made at the process boundary, once.
 pub trait LineMessage: Message {
     /// Kind of the messages a line source emits.
     const LINE: &'static str = "line";
@@ -30,8 +32,9 @@ pub trait LineMessage: Message {
     /// Wraps one input line (without its line terminator).
     fn from_line(line: bytes::Bytes) -> Self;
 
-    /// The bytes to write for this message, if it is a record.
-    fn record(&self) -> Option<&[u8]>;
+    /// Appends this record's line (without the newline) to `out`. Returns false, writing
+    /// nothing, if the message is not a record.
+    fn write_record(&self, out: &mut Vec<u8>) -> bool;
 }
 
 /// Static facts about one node instance in a pipeline.

@@ -1,7 +1,5 @@
-//! `format`: a decision becomes its output line,
-//! `{"id":"…","customer_id":"…","accepted":true|false}`: compact JSON, keys in that order,
-//! the ids echoed as read (trimmed). The line is built inline, without allocating, for ids of
-//! ordinary length.
+//! `format`: a decision becomes its output record, which the sink writes as
+//! `{"id":"…","customer_id":"…","accepted":true|false}` (see [`Record`]).
 
 use hopline_model::{Context, NodeError, NodeKind, NodeReport, Transform};
 
@@ -29,36 +27,15 @@ pub struct Format {
     declined: u64,
 }
 
-/// Writes `s` as a JSON string.
-fn json_string(out: &mut Record, s: &str) {
-    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
-        out.push(b'"');
-        out.extend_from_slice(s.as_bytes());
-        out.push(b'"');
-    } else {
-        serde_json::to_writer(&mut *out, s).expect("writing to memory cannot fail");
-    }
-}
-
-/// The output line of a decision.
-pub fn format_decision(decision: &Decision) -> Record {
-    let mut out = Record::new();
-    if decision.outcome == Outcome::Malformed {
-        out.extend_from_slice(b"{\"id\":");
-        json_string(&mut out, &decision.id);
-        out.extend_from_slice(b",\"customer_id\":");
-        json_string(&mut out, &decision.customer_id);
-    } else {
+/// The output record of a decision.
+pub fn record_of(decision: Decision) -> Record {
+    Record {
+        accepted: decision.accepted(),
         // Ids of well-formed lines are ASCII digits: nothing to escape.
-        out.extend_from_slice(b"{\"id\":\"");
-        out.extend_from_slice(decision.id.as_bytes());
-        out.extend_from_slice(b"\",\"customer_id\":\"");
-        out.extend_from_slice(decision.customer_id.as_bytes());
-        out.push(b'"');
+        escape: decision.outcome == Outcome::Malformed,
+        id: decision.id,
+        customer_id: decision.customer_id,
     }
-    let tail: &[u8] = if decision.accepted() { b",\"accepted\":true}" } else { b",\"accepted\":false}" };
-    out.extend_from_slice(tail);
-    out
 }
 
 impl Transform<LoadMsg> for Format {
@@ -69,7 +46,12 @@ impl Transform<LoadMsg> for Format {
         } else {
             self.declined += 1;
         }
-        *message = LoadMsg::Record(format_decision(decision));
+        let decision = Decision {
+            id: std::mem::take(&mut decision.id),
+            customer_id: std::mem::take(&mut decision.customer_id),
+            outcome: decision.outcome,
+        };
+        *message = LoadMsg::Record(record_of(decision));
         Ok(())
     }
 
@@ -86,8 +68,9 @@ mod tests {
     use super::*;
 
     fn line(id: &str, customer_id: &str, outcome: Outcome) -> String {
-        let record = format_decision(&Decision { id: id.into(), customer_id: customer_id.into(), outcome });
-        String::from_utf8(record.to_vec()).unwrap()
+        let mut out = Vec::new();
+        record_of(Decision { id: id.into(), customer_id: customer_id.into(), outcome }).write_json(&mut out);
+        String::from_utf8(out).unwrap()
     }
 
     #[test]

@@ -1,10 +1,10 @@
 //! `idempotency`: the first occurrence of a load id in the stream is canonical; every later
 //! line with the same id is declined, whatever its customer, amount or time.
 //!
-//! Ids are compared as written (`007` and `7` differ). Ids of up to 17 digits are packed into
-//! one 64-bit key in an open-addressing table at most half full (16 to 32 bytes a distinct id,
-//! no allocation per line), whose slots are prefetched a batch ahead; longer ids are kept as
-//! strings. The registry holds every distinct id of the run: that is the rule (idempotency is
+//! Ids are compared as written (`007` and `7` differ). Ids of up to 9 digits are packed into
+//! a 32-bit key, up to 17 into a 64-bit key, each kind in an open-addressing table at most
+//! half full (8 to 32 bytes a distinct id, no allocation per line) whose slots are prefetched
+//! a batch ahead; longer ids are kept as strings. The registry holds every distinct id of the run: that is the rule (idempotency is
 //! global over the stream), and its size is bounded by the input.
 
 use std::collections::HashSet;
@@ -14,7 +14,7 @@ use foldhash::fast::RandomState;
 use hopline_model::{Context, Envelope, Incident, NodeError, NodeKind, NodeReport, Transform};
 
 use crate::message::{ATTEMPT, DECISION, Decision, LoadMsg, Outcome};
-use crate::table::{KeyMap, pack_digits};
+use crate::table::{KeyMap, pack_digits, pack_short_digits};
 
 pub const KIND: NodeKind<LoadMsg> = NodeKind {
     name: "idempotency",
@@ -35,13 +35,17 @@ struct NoParams {}
 /// Every id seen so far.
 #[derive(Default)]
 pub struct IdRegistry {
-    packed: KeyMap<()>,
+    short: KeyMap<(), u32>,
+    packed: KeyMap<(), u64>,
     long: HashSet<CompactString, RandomState>,
 }
 
 impl IdRegistry {
     /// Records `id` (ASCII digits); returns false if it was already there.
     pub fn insert(&mut self, id: &str) -> bool {
+        if let Some(key) = pack_short_digits(id.as_bytes()) {
+            return self.short.get_or_insert(key, ()).1;
+        }
         match pack_digits(id.as_bytes()) {
             Some(key) => self.packed.get_or_insert(key, ()).1,
             None => self.long.insert(CompactString::from(id)),
@@ -50,13 +54,15 @@ impl IdRegistry {
 
     /// Prefetches where `id` would be recorded.
     pub fn prefetch(&self, id: &str) {
-        if let Some(key) = pack_digits(id.as_bytes()) {
+        if let Some(key) = pack_short_digits(id.as_bytes()) {
+            self.short.prefetch(key);
+        } else if let Some(key) = pack_digits(id.as_bytes()) {
             self.packed.prefetch(key);
         }
     }
 
     pub fn len(&self) -> usize {
-        self.packed.len() + self.long.len()
+        self.short.len() + self.packed.len() + self.long.len()
     }
 
     pub fn is_empty(&self) -> bool {

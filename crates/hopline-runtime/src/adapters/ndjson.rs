@@ -5,10 +5,11 @@
 //! envelope's sequence number. Lines reach nodes as shared slices of a read chunk, so reading
 //! allocates once per chunk, not once per line.
 
+use std::collections::VecDeque;
 use std::fs::File;
-use std::io::{self, BufWriter, Read, Write};
+use std::io::{self, Read, Write};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use hopline_model::{CorrelationId, Envelope, EnvelopeHeader, LineMessage};
 
 use super::{Sink, SinkError, Source, SourceError};
@@ -17,6 +18,8 @@ use super::{Sink, SinkError, Source, SourceError};
 const CHUNK_BYTES: usize = 256 * 1024;
 /// The longest line a source accepts; a longer one stops the run with its line number.
 pub const MAX_LINE_BYTES: usize = 64 * 1024 * 1024;
+/// Read chunks kept for reuse once every line cut from them has been dropped.
+const RETIRED_CHUNKS: usize = 4;
 /// Output buffer of a sink.
 const WRITE_BUFFER_BYTES: usize = 256 * 1024;
 
@@ -26,6 +29,9 @@ pub struct NdjsonSource<R = Box<dyn Read + Send>> {
     path: String,
     correlation_id: CorrelationId,
     chunk: Bytes,
+    /// Earlier chunks, oldest first, whose memory is reused when no line holds them any more
+    /// (so that reading does not fault fresh pages in for every chunk).
+    retired: VecDeque<Bytes>,
     /// Start of the unconsumed part of `chunk`.
     at: usize,
     next_seq: u64,
@@ -54,6 +60,7 @@ impl<R: Read> NdjsonSource<R> {
             path: path.into(),
             correlation_id,
             chunk: Bytes::new(),
+            retired: VecDeque::with_capacity(RETIRED_CHUNKS),
             at: 0,
             next_seq: 1,
             eof: false,
@@ -64,14 +71,14 @@ impl<R: Read> NdjsonSource<R> {
 
     /// Reads the next chunk, carrying over the unfinished line. Returns false at end of input.
     fn refill(&mut self) -> Result<bool, SourceError> {
-        let carry = &self.chunk[self.at..];
-        let mut size = CHUNK_BYTES.max(carry.len() * 2);
-        if carry.len() >= MAX_LINE_BYTES {
+        let carry = self.chunk.len() - self.at;
+        let mut size = CHUNK_BYTES.max(carry * 2);
+        if carry >= MAX_LINE_BYTES {
             return Err(SourceError::LineTooLong { path: self.path.clone(), line: self.next_seq, max: MAX_LINE_BYTES });
         }
         size = size.min(MAX_LINE_BYTES + CHUNK_BYTES);
-        let mut buf = Vec::with_capacity(size);
-        buf.extend_from_slice(carry);
+        let mut buf = self.reclaim(size);
+        buf.extend_from_slice(&self.chunk[self.at..]);
         let old_len = buf.len();
         buf.resize(size, 0);
         let mut filled = old_len;
@@ -95,9 +102,29 @@ impl<R: Read> NdjsonSource<R> {
         buf.truncate(filled);
         self.bytes_read += (filled - old_len) as u64;
         let progressed = filled > old_len;
-        self.chunk = Bytes::from(buf);
+        let old = std::mem::replace(&mut self.chunk, buf.freeze());
+        if self.retired.len() == RETIRED_CHUNKS {
+            self.retired.pop_front();
+        }
+        self.retired.push_back(old);
         self.at = 0;
         Ok(progressed)
+    }
+
+    /// An empty buffer of at least `size` bytes: the oldest retired chunk if nothing holds it
+    /// any more, else a new one.
+    fn reclaim(&mut self, size: usize) -> BytesMut {
+        if let Some(oldest) = self.retired.pop_front() {
+            match oldest.try_into_mut() {
+                Ok(mut buf) if buf.capacity() >= size => {
+                    buf.clear();
+                    return buf;
+                }
+                Ok(_) => {}
+                Err(still_held) => self.retired.push_front(still_held),
+            }
+        }
+        BytesMut::with_capacity(size)
     }
 }
 
@@ -136,9 +163,11 @@ impl<M: LineMessage, R: Read> Source<M> for NdjsonSource<R> {
     }
 }
 
-/// Writes each record followed by `\n`.
+/// Writes each record followed by `\n`, encoding records straight into one output buffer
+/// that goes to the writer in large writes.
 pub struct NdjsonSink<W: Write = Box<dyn Write + Send>> {
-    writer: BufWriter<W>,
+    writer: W,
+    buffer: Vec<u8>,
     path: String,
 }
 
@@ -156,7 +185,13 @@ impl NdjsonSink {
 impl<W: Write> NdjsonSink<W> {
     /// A sink over any writer; `path` names it in errors.
     pub fn from_writer(writer: W, path: &str) -> Self {
-        NdjsonSink { writer: BufWriter::with_capacity(WRITE_BUFFER_BYTES, writer), path: path.into() }
+        NdjsonSink { writer, buffer: Vec::with_capacity(WRITE_BUFFER_BYTES + 4096), path: path.into() }
+    }
+
+    fn write_out(&mut self) -> Result<(), SinkError> {
+        let written = self.writer.write_all(&self.buffer);
+        self.buffer.clear();
+        written.map_err(|e| self.io_error(e))
     }
 
     fn io_error(&self, source: io::Error) -> SinkError {
@@ -167,16 +202,19 @@ impl<W: Write> NdjsonSink<W> {
 impl<M: LineMessage, W: Write> Sink<M> for NdjsonSink<W> {
     fn write_batch(&mut self, batch: &mut Vec<Envelope<M>>) -> Result<(), SinkError> {
         for envelope in batch.drain(..) {
-            let Some(record) = envelope.payload.record() else {
+            if !envelope.payload.write_record(&mut self.buffer) {
                 return Err(SinkError::NotARecord { seq: envelope.header.seq, kind: envelope.payload.kind() });
-            };
-            let written = self.writer.write_all(record).and_then(|()| self.writer.write_all(b"\n"));
-            written.map_err(|e| self.io_error(e))?;
+            }
+            self.buffer.push(b'\n');
+            if self.buffer.len() >= WRITE_BUFFER_BYTES {
+                self.write_out()?;
+            }
         }
         Ok(())
     }
 
     fn flush(&mut self) -> Result<(), SinkError> {
+        self.write_out()?;
         self.writer.flush().map_err(|e| self.io_error(e))
     }
 }
@@ -199,8 +237,9 @@ mod tests {
         fn from_line(line: Bytes) -> Self {
             Line(line)
         }
-        fn record(&self) -> Option<&[u8]> {
-            Some(&self.0)
+        fn write_record(&self, out: &mut Vec<u8>) -> bool {
+            out.extend_from_slice(&self.0);
+            true
         }
     }
 
