@@ -37,7 +37,9 @@ fn scenarios() -> Vec<(&'static str, String, Rules)> {
         ("exp_mp", EXP_MP.to_string(), Rules::exp_mp()),
         (
             "baseline, weeks from Sunday, two attempts a day",
-            BASELINE.replace("week_start: monday", "week_start: sunday").replace("daily_attempts: 3", "daily_attempts: 2"),
+            BASELINE
+                .replace("week_start: monday", "week_start: sunday")
+                .replace("daily_attempts: 3", "daily_attempts: 2"),
             Rules { week_start: 6, daily_attempts: 2, ..Rules::baseline() },
         ),
         (
@@ -75,7 +77,13 @@ fn default_generated_input_is_decided_like_the_straight_line() {
 
 #[test]
 fn few_busy_customers_reach_attempt_and_weekly_limits_alike() {
-    agree(GenerateOptions { seed: 12, records: 20_000, customers: 40, loads_per_day: 400, ..GenerateOptions::default() });
+    agree(GenerateOptions {
+        seed: 12,
+        records: 20_000,
+        customers: 40,
+        loads_per_day: 400,
+        ..GenerateOptions::default()
+    });
 }
 
 #[test]

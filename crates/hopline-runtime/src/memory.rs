@@ -38,6 +38,9 @@ pub fn execute<M: Message>(
         push_through(pipeline, &mut buffers, 0)?;
         counts.records_out += buffers[stages].len() as u64;
         sink.write_batch(&mut buffers[stages]).map_err(RunError::Sink)?;
+        // Transform nodes hand the batch's allocation along from buffer to buffer; give it
+        // back to the source, so every batch reuses the one allocation that is in cache.
+        buffers.swap(0, stages);
         let (bytes_read, bytes_total) = source.position();
         progress(Progress { records_in: counts.records_in, records_out: counts.records_out, bytes_read, bytes_total });
     }
