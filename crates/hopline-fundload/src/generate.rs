@@ -15,7 +15,8 @@
 //!   grammar of the rules;
 //! - fresh load ids are distinct for the first 99,999,999 canonical lines; repeats come only from the replay
 //!   and id-reuse options, and from a later line taking up the id of a malformed one (which claims none);
-//! - no dependency but `std`, no allocation per line once the first few dozen lines are written.
+//! - no dependency but `std` and the crate's own calendar (`crate::time`); no allocation per line once the
+//!   first few dozen lines are written.
 //!
 //! The mix, per line (the first three are options; the rest are fixed shares of the well-formed lines):
 //! - malformed (default 0.05%), spread evenly over 17 kinds: blank, truncated or otherwise not JSON, an array,
@@ -41,6 +42,8 @@
 //!   `:` and `,`, whitespace around the object or inside the id strings, a `\r\n` ending.
 
 use std::io::{self, Write};
+
+use crate::time::{civil_from_days, days_from_civil, is_leap};
 
 /// Options for [`generate`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -271,35 +274,6 @@ impl Rng {
     fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
         &items[self.below(items.len() as u64) as usize]
     }
-}
-
-fn is_leap(y: i64) -> bool {
-    y % 4 == 0 && (y % 100 != 0 || y % 400 == 0)
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date.
-fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let m = i64::from(m);
-    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(d) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-/// The date of a day number (days since 1970-01-01).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
 }
 
 /// Index of the Monday-based week of a day number (1970-01-01 was a Thursday).
