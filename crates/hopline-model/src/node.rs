@@ -117,8 +117,16 @@ pub trait Node<M: Message>: Send {
     /// Handles one message, emitting zero or more messages through `out`.
     fn process(&mut self, ctx: &Context<'_>, message: M, out: &mut Emit<'_, M>) -> Result<(), NodeError>;
 
-    /// Handles a batch, in order, appending to `output`. The default calls [`Node::process`]
-    /// for each envelope; it is monomorphised per node type, so the per-message call inlines.
+    /// Sees envelopes before they are processed: the place to prefetch the state they will
+    /// touch. Executors call it on every envelope ahead of [`Node::process_batch`], while the
+    /// node before this one is still busy with later envelopes, so that this node's memory
+    /// misses overlap with that node's work. Must not change what the node decides.
+    fn prepare(&mut self, _upcoming: &[Envelope<M>]) {}
+
+    /// Handles a batch, in order, appending to `output`, and shows what it has produced so far
+    /// to `lookahead` (the next node's [`Node::prepare`]) as it goes. The default calls
+    /// [`Node::process`] for each envelope; it is monomorphised per node type, so the
+    /// per-message call inlines.
     ///
     /// On error, returns the failing envelope's sequence number with the error.
     fn process_batch(
@@ -126,12 +134,15 @@ pub trait Node<M: Message>: Send {
         info: &NodeInfo,
         input: &mut Vec<Envelope<M>>,
         output: &mut Vec<Envelope<M>>,
+        lookahead: &mut dyn FnMut(&[Envelope<M>]),
     ) -> Result<(), (u64, NodeError)> {
+        let first = output.len();
         for Envelope { header, payload } in input.drain(..) {
             let ctx = Context::new(&header, info);
             let mut emit = Emit::new(output, header);
             self.process(&ctx, payload, &mut emit).map_err(|e| (header.seq, e))?;
         }
+        lookahead(&output[first..]);
         Ok(())
     }
 
@@ -146,6 +157,10 @@ pub trait Node<M: Message>: Send {
     }
 }
 
+/// Envelopes a [`Transform`] node hands to the next node's `prepare` at a time: small enough
+/// that the next node's prefetches start early, large enough to keep many in flight.
+pub const LOOKAHEAD_CHUNK: usize = 32;
+
 /// A node that turns every message into exactly one message, in place.
 ///
 /// Most steps are like this (parse, enrich, decide, format). Implementing `Transform`
@@ -155,10 +170,10 @@ pub trait Transform<M: Message>: Send {
     /// Rewrites one message in place.
     fn transform(&mut self, ctx: &Context<'_>, message: &mut M) -> Result<(), NodeError>;
 
-    /// Sees a whole batch before any of it is transformed: the place to prefetch the state the
-    /// batch will touch, so that memory is fetched for many events at once instead of one
-    /// miss at a time. Must not change what `transform` decides.
-    fn prepare(&mut self, _batch: &[Envelope<M>]) {}
+    /// Sees envelopes before they are transformed, while the node before is still working:
+    /// the place to prefetch state (see [`Node::prepare`]). Must not change what `transform`
+    /// decides.
+    fn prepare(&mut self, _upcoming: &[Envelope<M>]) {}
 
     /// What the node has to say in the run summary. Called once, at the end.
     fn report(&self) -> NodeReport {
@@ -173,16 +188,23 @@ impl<M: Message, T: Transform<M>> Node<M> for T {
         Ok(())
     }
 
+    fn prepare(&mut self, upcoming: &[Envelope<M>]) {
+        Transform::prepare(self, upcoming)
+    }
+
     fn process_batch(
         &mut self,
         info: &NodeInfo,
         input: &mut Vec<Envelope<M>>,
         output: &mut Vec<Envelope<M>>,
+        lookahead: &mut dyn FnMut(&[Envelope<M>]),
     ) -> Result<(), (u64, NodeError)> {
-        self.prepare(input);
-        for envelope in input.iter_mut() {
-            let ctx = Context::new(&envelope.header, info);
-            self.transform(&ctx, &mut envelope.payload).map_err(|e| (envelope.header.seq, e))?;
+        for chunk in input.chunks_mut(LOOKAHEAD_CHUNK) {
+            for envelope in chunk.iter_mut() {
+                let ctx = Context::new(&envelope.header, info);
+                self.transform(&ctx, &mut envelope.payload).map_err(|e| (envelope.header.seq, e))?;
+            }
+            lookahead(chunk);
         }
         if output.is_empty() {
             std::mem::swap(input, output);

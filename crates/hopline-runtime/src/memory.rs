@@ -76,19 +76,145 @@ pub fn run_bytes<M: LineMessage>(
 }
 
 /// Runs the envelopes in `buffers[first]` through nodes `first..`, leaving the result in the
-/// last buffer.
+/// last buffer. Each node shows its output to the next node's `prepare` as it produces it.
 fn push_through<M: Message>(
     pipeline: &mut Pipeline<M>,
     buffers: &mut [Vec<Envelope<M>>],
     first: usize,
 ) -> Result<(), RunError> {
+    if let Some(stage) = pipeline.stages.get_mut(first) {
+        stage.node.prepare(&buffers[first]);
+    }
     for i in first..pipeline.stages.len() {
         let (input, output) = buffers.split_at_mut(i + 1);
-        let stage = &mut pipeline.stages[i];
+        let (done, rest) = pipeline.stages.split_at_mut(i + 1);
+        let stage = &mut done[i];
+        let mut lookahead = |upcoming: &[Envelope<M>]| {
+            if let Some(next) = rest.first_mut() {
+                next.node.prepare(upcoming);
+            }
+        };
         stage
             .node
-            .process_batch(&stage.info, &mut input[i], &mut output[0])
+            .process_batch(&stage.info, &mut input[i], &mut output[0], &mut lookahead)
             .map_err(|(seq, error)| RunError::Node { node: stage.info.name.clone(), seq: Some(seq), error })?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+    use hopline_model::{Context, Emit, LineMessage, Node, NodeError, NodeKind, PipelineConfig, Registry, Transform};
+
+    use super::*;
+
+    /// Lines of words; `split` emits one message per word, `upper` rewrites in place.
+    #[derive(Debug)]
+    enum Msg {
+        Line(Bytes),
+        Word(String),
+    }
+
+    impl Message for Msg {
+        fn kind(&self) -> &'static str {
+            match self {
+                Msg::Line(_) => "line",
+                Msg::Word(_) => "record",
+            }
+        }
+    }
+
+    impl LineMessage for Msg {
+        fn from_line(line: Bytes) -> Self {
+            Msg::Line(line)
+        }
+        fn write_record(&self, out: &mut Vec<u8>) -> bool {
+            match self {
+                Msg::Word(w) => {
+                    out.extend_from_slice(w.as_bytes());
+                    true
+                }
+                Msg::Line(_) => false,
+            }
+        }
+    }
+
+    struct Split;
+    impl Node<Msg> for Split {
+        fn process(&mut self, ctx: &Context<'_>, m: Msg, out: &mut Emit<'_, Msg>) -> Result<(), NodeError> {
+            let Msg::Line(line) = m else { return Err(NodeError::UnexpectedMessage { got: m.kind() }) };
+            let text = String::from_utf8_lossy(&line);
+            if text == "boom" {
+                return Err(NodeError::Failed(format!("cannot split line {}", ctx.seq())));
+            }
+            text.split_whitespace().for_each(|w| out.emit(Msg::Word(format!("{}:{w}", ctx.seq()))));
+            Ok(())
+        }
+    }
+
+    /// Upper-cases words, and checks that `prepare` saw every word before `transform` did.
+    #[derive(Default)]
+    struct Upper {
+        prepared: std::collections::VecDeque<String>,
+    }
+    impl Transform<Msg> for Upper {
+        fn prepare(&mut self, upcoming: &[Envelope<Msg>]) {
+            for e in upcoming {
+                if let Msg::Word(w) = &e.payload {
+                    self.prepared.push_back(w.clone());
+                }
+            }
+        }
+        fn transform(&mut self, _: &Context<'_>, m: &mut Msg) -> Result<(), NodeError> {
+            if let Msg::Word(w) = m {
+                assert_eq!(self.prepared.pop_front().as_ref(), Some(&*w), "prepare runs ahead, in order");
+                *w = w.to_uppercase();
+            }
+            Ok(())
+        }
+    }
+
+    fn pipeline(batch: usize) -> (Pipeline<Msg>, usize) {
+        let mut registry = Registry::new("words");
+        registry.register(NodeKind {
+            name: "split",
+            summary: "",
+            consumes: &["line"],
+            emits: &["record"],
+            requires: &[],
+            build: |_| Ok(Box::new(Split)),
+        });
+        registry.register(NodeKind {
+            name: "upper",
+            summary: "",
+            consumes: &["record"],
+            emits: &["record"],
+            requires: &[],
+            build: |_| Ok(Box::new(Upper::default())),
+        });
+        let text = format!(
+            "app: words\nscenario: t\nruntime: {{batch_size: {batch}}}\nsource: {{kind: ndjson, path: a}}\nsink: {{kind: ndjson, path: b}}\nnodes:\n  - kind: split\n  - kind: upper\n"
+        );
+        let config = PipelineConfig::from_yaml("words.yml", &text).unwrap();
+        (registry.build(&config, &["line"], &["record"]).unwrap(), config.runtime.batch_size)
+    }
+
+    #[test]
+    fn one_to_many_and_in_place_nodes_keep_input_order_in_any_batch_size() {
+        let input = b"a b\n\nc\nd e f\n";
+        for batch in [1, 2, 3, 1024] {
+            let (mut pipeline, batch) = pipeline(batch);
+            let (out, counts) = run_bytes(&mut pipeline, input, batch).unwrap();
+            assert_eq!(String::from_utf8(out).unwrap(), "1:A\n1:B\n3:C\n4:D\n4:E\n4:F\n", "batch {batch}");
+            assert_eq!(counts, Counts { records_in: 4, records_out: 6 });
+        }
+    }
+
+    #[test]
+    fn node_failure_names_the_node_and_the_event() {
+        let (mut pipeline, batch) = pipeline(2);
+        let err = run_bytes(&mut pipeline, b"a\nb\nboom\nc\n", batch).unwrap_err();
+        assert_eq!(err.to_string(), "node `split` failed on event 3: cannot split line 3");
+    }
 }

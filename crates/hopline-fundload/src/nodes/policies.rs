@@ -164,6 +164,8 @@ pub struct Policies {
     customers: Vec<Customer>,
     prime_days: HashMap<i64, u32, RandomState>,
     outcomes: [u64; Outcome::ALL.len()],
+    /// Customer keys of the last two `prepare` calls, for the later prefetch waves.
+    prefetched: [Vec<u64>; 2],
 }
 
 impl Policies {
@@ -181,6 +183,7 @@ impl Policies {
             customers: Vec::new(),
             prime_days: HashMap::default(),
             outcomes: [0; Outcome::ALL.len()],
+            prefetched: [Vec::new(), Vec::new()],
         }
     }
 
@@ -246,24 +249,32 @@ impl Policies {
 }
 
 impl Transform<LoadMsg> for Policies {
-    /// Prefetches, for the whole batch, the customers' index slots, then their states, then
-    /// their current windows' places in the window lists: three rounds of memory requests in
-    /// flight together instead of three misses per attempt. (Even a few thousand customers
-    /// miss the caches: the id registry's random inserts keep evicting them.)
-    fn prepare(&mut self, batch: &[Envelope<LoadMsg>]) {
-        let keys = || {
-            batch.iter().filter_map(|e| match &e.payload {
-                LoadMsg::Attempt(a) => pack_digits(a.customer_id.as_bytes()),
-                _ => None,
-            })
-        };
-        keys().for_each(|key| self.packed_customers.prefetch(key));
-        let customers = || keys().filter_map(|key| self.packed_customers.get(key)).map(|i| &self.customers[i as usize]);
-        customers().for_each(prefetch);
-        for customer in customers() {
-            prefetch(&customer.days.all[customer.days.at]);
-            prefetch(&customer.weeks.all[customer.weeks.at]);
+    /// Prefetches in three waves, one step apart: the index slots of the customers in
+    /// `upcoming`; the states of the customers of the previous call (whose slots have arrived
+    /// by now); the current windows of the customers of the call before. Each wave reads only
+    /// what the wave before brought in, so the memory requests overlap instead of queueing.
+    /// (Even a few thousand customers miss the caches: the id registry's random inserts keep
+    /// evicting them.)
+    fn prepare(&mut self, upcoming: &[Envelope<LoadMsg>]) {
+        let [older, previous] = &mut self.prefetched;
+        for key in older.drain(..) {
+            if let Some(index) = self.packed_customers.get(key) {
+                let customer = &self.customers[index as usize];
+                prefetch(&customer.days.all[customer.days.at]);
+                prefetch(&customer.weeks.all[customer.weeks.at]);
+            }
         }
+        for &key in previous.iter() {
+            if let Some(index) = self.packed_customers.get(key) {
+                prefetch(&self.customers[index as usize]);
+            }
+        }
+        std::mem::swap(older, previous);
+        previous.extend(upcoming.iter().filter_map(|e| match &e.payload {
+            LoadMsg::Attempt(a) => pack_digits(a.customer_id.as_bytes()),
+            _ => None,
+        }));
+        previous.iter().for_each(|&key| self.packed_customers.prefetch(key));
     }
 
     fn transform(&mut self, _: &Context<'_>, message: &mut LoadMsg) -> Result<(), NodeError> {
