@@ -46,8 +46,14 @@ fn split_power_of_two(m: u64) -> (u64, u32) {
     (m >> s, s)
 }
 
+#[inline]
 fn mul_mod(a: u64, b: u64, m: u64) -> u64 {
-    (u128::from(a) * u128::from(b) % u128::from(m)) as u64
+    if m <= u64::from(u32::MAX) {
+        // Both factors are below m, so the product fits 64 bits: a much cheaper division.
+        a * b % m
+    } else {
+        (u128::from(a) * u128::from(b) % u128::from(m)) as u64
+    }
 }
 
 fn pow_mod(mut base: u64, mut exp: u64, m: u64) -> u64 {
