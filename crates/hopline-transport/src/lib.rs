@@ -1,0 +1,1 @@
+//! Signed, batched frames between process groups (work in progress).
