@@ -14,7 +14,7 @@ fn unknown_app(config: &PipelineConfig) -> RunError {
     RunError::Config(ConfigError {
         origin: config.origin.clone(),
         path: "app".into(),
-        pos: None,
+        pos: Some(config.app_pos),
         message: format!("unknown app `{}`; expected one of: {}", config.app, APPS.join(", ")),
     })
 }

@@ -179,6 +179,20 @@ fn invalid_values_fail_before_any_input_is_read() {
 }
 
 #[test]
+fn unknown_app_is_a_config_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = broken_config(dir.path(), "app: fund_load", "app: fund_lode");
+    let output = hopline().arg("run").arg(&path).output().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = stderr_of(&output);
+    let line = line_of(&path, "app: fund_lode");
+    assert!(
+        stderr.contains(&format!(":{line}:6: app: unknown app `fund_lode`; expected one of: fund_load")),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn missing_input_file_fails_with_its_path() {
     let output = hopline().arg("run").arg(config("baseline")).args(["-i", "/nonexistent/input.txt"]).output().unwrap();
     assert_eq!(output.status.code(), Some(1));

@@ -78,11 +78,12 @@ pub fn run_pipeline<M: LineMessage>(
         return Err(ConfigError {
             origin: config.origin.clone(),
             path: "app".into(),
-            pos: None,
+            pos: Some(config.app_pos),
             message: format!("this config is for app `{}`, not `{}`", config.app, registry.app()),
         }
         .into());
     }
+    // NDJSON is the only adapter kind so far; a new kind fails to compile here until handled.
     let (AdapterKind::Ndjson, AdapterKind::Ndjson) = (config.source.kind, config.sink.kind);
     let mut pipeline = registry.build(config, &[M::LINE], &[M::RECORD])?;
 
@@ -99,6 +100,7 @@ pub fn run_pipeline<M: LineMessage>(
     let mut sink = NdjsonSink::create(&output).map_err(RunError::Sink)?;
 
     let started = Instant::now();
+    // The memory profile is the only one so far; a new profile fails to compile here.
     let Profile::Memory = config.runtime.profile;
     let counts = memory::execute(&mut pipeline, &mut source, &mut sink, config.runtime.batch_size, progress)?;
     let elapsed = started.elapsed();

@@ -36,6 +36,8 @@ pub struct PipelineConfig {
     /// Where the config came from, as it appears in messages (usually the file path).
     pub origin: String,
     pub app: String,
+    /// Where `app:` is written, for errors about it.
+    pub app_pos: Pos,
     pub scenario: String,
     pub description: Option<String>,
     pub runtime: RuntimeConfig,
@@ -279,6 +281,7 @@ impl PipelineConfig {
         Ok(PipelineConfig {
             origin: origin.into(),
             app: raw.app.0,
+            app_pos: tree.get("app").map(|n| n.pos).unwrap_or_default(),
             scenario: raw.scenario.0,
             description: raw.description,
             runtime: raw.runtime,
