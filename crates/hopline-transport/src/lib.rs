@@ -11,6 +11,28 @@
 //! - [`receive`]: [`FrameReader`], which checks length, version and kind, freshness, signature and replay,
 //!   in that order, and [`ConnectionPolicy`], which says when to close a connection.
 
+//!
+//! # Using it over a connection
+//!
+//! - Keep one [`FrameReader`] per receiving process for the whole run and feed it every
+//!   connection's buffer: the anti-replay window must outlive connections, or a recorded frame
+//!   could be replayed on a reconnect. Keep one [`ConnectionPolicy`] per connection.
+//! - The loop: read from the socket into a `BytesMut`; call [`FrameReader::read_frame`] until it
+//!   returns `Ok(None)`, giving each outcome to [`ConnectionPolicy::observe`]; on
+//!   [`ConnectionVerdict::Close`] drop the connection and its buffer. Report
+//!   [`FrameReader::reject_counts`] in the run summary.
+//! - Sign each link with [`TransportKey::for_link`]`(sender, receiver)` on both ends: the tag does
+//!   not name the receiver, so with one shared key a frame captured on link A→B would be
+//!   accepted once by C. Also check that `frame.sender` is the peer expected on that connection.
+//! - Each sender numbers its frames from 1 upwards; a worker restarted within a run must carry
+//!   on its sequence or use a new key. Timestamps are real "now" in ms (±30 s by default).
+//! - Split batches with [`encoded_len`] or [`FrameEncoder::encoded_len`] to stay under
+//!   `max_frame_bytes` (8 MiB by default; 1,024 envelopes of 64 bytes are about 127 KB).
+//! - Payloads are slices of the receive buffer: decode them into typed messages and drop them,
+//!   or they keep the whole frame's memory alive.
+//! - The key travels to workers through a 0600 file or a pipe, never argv; an environment
+//!   variable is inherited by children, so clear it once read.
+
 #![forbid(unsafe_code)]
 
 pub mod frame;
