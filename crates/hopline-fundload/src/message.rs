@@ -7,7 +7,8 @@
 
 use bytes::Bytes;
 use compact_str::CompactString;
-use hopline_model::{LineMessage, Message};
+use hopline_model::wire::{WireReader, put_str};
+use hopline_model::{LineMessage, Message, WireError, WireMessage};
 
 /// One fund_load message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -172,6 +173,132 @@ impl Outcome {
             Outcome::PrimeDailyAccepts => "declined by prime daily accepts",
             Outcome::DailyAmount => "declined by daily amount",
             Outcome::WeeklyAmount => "declined by weekly amount",
+        }
+    }
+}
+
+/// The encoding of a message at a hop: a tag byte, then the variant's fields in order
+/// (integers little-endian, strings as a u32 length and their bytes; a line is the rest of
+/// the payload, taken without copying).
+impl WireMessage for LoadMsg {
+    fn encode(&self, out: &mut Vec<u8>) {
+        match self {
+            LoadMsg::Line(line) => {
+                out.push(0);
+                out.extend_from_slice(line);
+            }
+            LoadMsg::Attempt(a) => {
+                out.push(1);
+                put_str(out, &a.id);
+                put_str(out, &a.customer_id);
+                out.extend_from_slice(&a.amount_cents.to_le_bytes());
+                out.extend_from_slice(&a.day.to_le_bytes());
+                out.push(a.weekday);
+                out.extend_from_slice(&a.week.to_le_bytes());
+                out.extend_from_slice(&a.effective.to_le_bytes());
+            }
+            LoadMsg::Decision(d) => {
+                out.push(2);
+                put_str(out, &d.id);
+                put_str(out, &d.customer_id);
+                out.push(d.outcome as u8);
+            }
+            LoadMsg::Record(r) => {
+                out.push(3);
+                put_str(out, &r.id);
+                put_str(out, &r.customer_id);
+                out.push(u8::from(r.accepted) | u8::from(r.escape) << 1);
+            }
+        }
+    }
+
+    fn decode(payload: &Bytes) -> Result<Self, WireError> {
+        let mut r = WireReader::new(payload);
+        let message = match r.u8()? {
+            0 => return Ok(LoadMsg::Line(payload.slice(1..))),
+            1 => LoadMsg::Attempt(Attempt {
+                id: r.str()?.into(),
+                customer_id: r.str()?.into(),
+                amount_cents: r.u128()?,
+                day: r.i64()?,
+                weekday: r.u8()?,
+                week: r.i64()?,
+                effective: r.u128()?,
+            }),
+            2 => LoadMsg::Decision(Decision {
+                id: r.str()?.into(),
+                customer_id: r.str()?.into(),
+                outcome: *Outcome::ALL.get(usize::from(r.u8()?)).ok_or(WireError("unknown outcome"))?,
+            }),
+            3 => {
+                let (id, customer_id, flags) = (r.str()?.into(), r.str()?.into(), r.u8()?);
+                if flags > 3 {
+                    return Err(WireError("unknown record flags"));
+                }
+                LoadMsg::Record(Record { id, customer_id, accepted: flags & 1 == 1, escape: flags & 2 == 2 })
+            }
+            _ => return Err(WireError("unknown message kind")),
+        };
+        r.finish()?;
+        Ok(message)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn round_trip(message: LoadMsg) {
+        let mut out = Vec::new();
+        message.encode(&mut out);
+        assert_eq!(LoadMsg::decode(&Bytes::from(out)), Ok(message));
+    }
+
+    #[test]
+    fn every_kind_round_trips_at_a_hop() {
+        round_trip(LoadMsg::Line(Bytes::from_static(b"{\"id\":\"1\"}")));
+        round_trip(LoadMsg::Line(Bytes::new()));
+        round_trip(LoadMsg::Attempt(Attempt {
+            id: "0007".into(),
+            customer_id: "99999999999999999999999999".into(),
+            amount_cents: 99_999_999_999_999_999_999,
+            day: -719_468,
+            weekday: 6,
+            week: -719_470,
+            effective: u128::MAX,
+        }));
+        for outcome in Outcome::ALL {
+            round_trip(LoadMsg::Decision(Decision { id: "a\"b".into(), customer_id: "é".into(), outcome }));
+        }
+        for (accepted, escape) in [(true, false), (false, true), (false, false)] {
+            round_trip(LoadMsg::Record(Record { id: "1".into(), customer_id: "2".into(), accepted, escape }));
+        }
+    }
+
+    #[test]
+    fn payloads_that_do_not_decode_say_why() {
+        let decode = |bytes: &[u8]| LoadMsg::decode(&Bytes::copy_from_slice(bytes));
+        assert_eq!(decode(b""), Err(WireError("truncated")));
+        assert_eq!(decode(b"\x09"), Err(WireError("unknown message kind")));
+        assert_eq!(decode(b"\x02\x01\x00\x00\x00"), Err(WireError("truncated")));
+        assert_eq!(decode(b"\x02\x00\x00\x00\x00\x00\x00\x00\x00\x09"), Err(WireError("unknown outcome")));
+        assert_eq!(decode(b"\x02\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00"), Err(WireError("trailing bytes")));
+        assert_eq!(decode(b"\x03\x01\x00\x00\x00\xff\x00\x00\x00\x00\x00"), Err(WireError("a string is not UTF-8")));
+    }
+
+    #[test]
+    fn arbitrary_bytes_never_panic() {
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        for len in 0..2_000usize {
+            let bytes: Vec<u8> = (0..len % 64)
+                .map(|_| {
+                    state ^= state << 13;
+                    state ^= state >> 7;
+                    state ^= state << 17;
+                    (state % 7) as u8
+                })
+                .collect();
+            let _ = LoadMsg::decode(&Bytes::from(bytes));
         }
     }
 }

@@ -5,6 +5,7 @@
 //! - [`node`]: one step of a pipeline, the context it receives and what it may report.
 //! - [`registry`]: node kinds by name, and the checks that turn a config into a [`Pipeline`].
 //! - [`config`]: the YAML pipeline config, strictly validated, every error with file, key path and line.
+//! - [`wire`]: how a message crosses a process boundary (its app's compact binary encoding).
 //!
 //! Nothing here reads a file, opens a socket or starts a thread: the runtime does that.
 
@@ -12,8 +13,10 @@ pub mod config;
 pub mod envelope;
 pub mod node;
 pub mod registry;
+pub mod wire;
 
 pub use config::{ConfigError, Params, PipelineConfig};
 pub use envelope::{CorrelationId, Envelope, EnvelopeHeader, Route, TraceContext};
 pub use node::{Context, Emit, Incident, LineMessage, Message, Node, NodeError, NodeInfo, NodeReport, Transform};
 pub use registry::{NodeKind, Pipeline, Registry, Stage};
+pub use wire::{WireError, WireMessage};
