@@ -1,7 +1,8 @@
 //! `hopline`: the command line, a thin shell over the runtime and the apps.
 //!
 //! Exit codes: 0 success; 1 the run failed (input, output or a node); 2 the command line or
-//! the config is wrong (nothing was read or written).
+//! the config is wrong (nothing was read or written); 141 stdout was closed by its reader (as
+//! for any Unix filter whose reader goes away, e.g. `hopline run ... | head`: said nowhere).
 
 mod apps;
 
@@ -13,6 +14,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use hopline_model::CorrelationId;
+use hopline_runtime::adapters::SinkError;
 use hopline_runtime::{Progress, RunError, RunOptions, load_config};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
@@ -20,7 +22,9 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 /// with every hop traced.
 #[derive(Parser)]
 #[command(name = "hopline", version, about, long_about = None)]
-#[command(after_help = "Exit codes: 0 success, 1 the run failed, 2 bad command line or config.")]
+#[command(
+    after_help = "Exit codes: 0 success, 1 the run failed, 2 bad command line or config, 141 stdout closed by its reader."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -115,6 +119,7 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::Run(e)) if stdout_closed(&e) => ExitCode::from(141),
         Err(Failure::Config(e)) => {
             eprintln!("hopline: {e:#}");
             ExitCode::from(2)
@@ -124,6 +129,16 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// Whether the failure is stdout's reader having gone away: the 128 + SIGPIPE of a shell
+/// filter, not an error worth a message.
+fn stdout_closed(error: &anyhow::Error) -> bool {
+    matches!(
+        error.downcast_ref::<RunError>(),
+        Some(RunError::Sink(SinkError::Write { path, source }))
+            if path == "stdout" && source.kind() == std::io::ErrorKind::BrokenPipe
+    )
 }
 
 /// A failure, by exit code.

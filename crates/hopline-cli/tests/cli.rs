@@ -216,6 +216,30 @@ fn unwritable_output_fails_with_its_path() {
 }
 
 #[test]
+fn closed_stdout_ends_the_run_quietly_like_a_unix_filter() {
+    use std::io::Read;
+    use std::process::{Command as Process, Stdio};
+    let input = repo().join("tests/fixtures/fund_load/input.txt");
+    let big = tempfile::NamedTempFile::new().unwrap();
+    let text = std::fs::read_to_string(&input).unwrap().repeat(200);
+    std::fs::write(big.path(), text).unwrap();
+    let mut child = Process::new(assert_cmd::cargo::cargo_bin("hopline"))
+        .arg("run")
+        .arg(config("baseline"))
+        .arg("-i")
+        .arg(big.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = [0u8; 16];
+    child.stdout.take().unwrap().read_exact(&mut first).unwrap(); // then the reader goes away
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(141));
+    assert!(output.stderr.is_empty(), "{}", stderr_of(&output));
+}
+
+#[test]
 fn help_explains_every_flag() {
     let top = hopline().arg("--help").output().unwrap();
     let top = String::from_utf8(top.stdout).unwrap();
