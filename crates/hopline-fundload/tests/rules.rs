@@ -2,10 +2,11 @@
 //!
 //! Each test is named for the behaviour it pins and quotes (or paraphrases) the sentence of `RULES.md` it checks.
 //! Inputs are small and hand-written; outputs are compared whole, byte for byte. The last tests run generated
-//! data through the pipeline and through an independent model of the rules written here, line by line.
+//! data through the pipeline and through the straight-line implementation of the rules, line by line.
 //!
 //! Dates: 2000-01-03 is a Monday; the week of the default (Monday) start runs 2000-01-03 to 2000-01-09.
 
+use fundload_straightline::Rules;
 use hopline_fundload::generate::{GenerateOptions, generate};
 use hopline_fundload::{LoadMsg, registry};
 use hopline_model::{ConfigError, NodeReport, PipelineConfig};
@@ -1939,265 +1940,8 @@ fn summary_reports_malformed_count_reasons_and_line_numbers() {
 }
 
 // ---------------------------------------------------------------------------------------------------------------
-// Generated data: "Larger inputs reach all of these: test the rules on generated data as well"
+// Generated data, against the straight-line implementation of the same rules (`fundload-straightline`)
 // ---------------------------------------------------------------------------------------------------------------
-
-/// An independent model of RULES.md, written from the text, to compare the pipeline with on generated data.
-mod model {
-    use std::collections::{HashMap, HashSet};
-    use std::fmt;
-
-    use serde::Deserialize;
-    use serde::de::{Deserializer, MapAccess, Visitor};
-
-    /// The params of a scenario, in cents (and a multiplier as a fraction).
-    #[derive(Clone, Copy)]
-    pub struct Scenario {
-        pub daily_attempts: u32,
-        pub daily: u128,
-        pub weekly: u128,
-        /// Monday 0 .. Sunday 6.
-        pub week_start: i64,
-        pub monday_num: u128,
-        pub monday_den: u128,
-        /// (cap in cents, accepts per day)
-        pub prime: Option<(u128, u32)>,
-    }
-
-    /// Every key and value of a JSON object, in order, repeats kept.
-    struct Pairs(Vec<(String, serde_json::Value)>);
-
-    impl<'de> Deserialize<'de> for Pairs {
-        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-            struct V;
-            impl<'de> Visitor<'de> for V {
-                type Value = Pairs;
-                fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                    f.write_str("an object")
-                }
-                fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Pairs, A::Error> {
-                    let mut pairs = Vec::new();
-                    while let Some(pair) = map.next_entry::<String, serde_json::Value>()? {
-                        pairs.push(pair);
-                    }
-                    Ok(Pairs(pairs))
-                }
-            }
-            d.deserialize_map(V)
-        }
-    }
-
-    fn ws(c: char) -> bool {
-        matches!(c, ' ' | '\t' | '\r' | '\n')
-    }
-
-    fn all_digits(s: &str) -> bool {
-        !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())
-    }
-
-    /// Cents of an amount, or None when it is not in the grammar (or has more than 18 integer digits).
-    fn amount(raw: &str) -> Option<u128> {
-        let s: String = raw.chars().filter(|&c| !ws(c)).collect();
-        for prefix in ["", "$", "USD", "USD$", "$USD"] {
-            let Some(rest) = s.strip_prefix(prefix) else { continue };
-            let Some((int, frac)) = rest.split_once('.') else { continue };
-            if all_digits(int) && frac.len() == 2 && all_digits(frac) {
-                let int = int.trim_start_matches('0');
-                if int.len() > 18 {
-                    return None;
-                }
-                let dollars: u128 = if int.is_empty() { 0 } else { int.parse().unwrap() };
-                return Some(dollars * 100 + frac.parse::<u128>().unwrap());
-            }
-        }
-        None
-    }
-
-    fn leap(y: i64) -> bool {
-        (y % 4 == 0 && y % 100 != 0) || y % 400 == 0
-    }
-
-    /// Days since 0001-01-01 of the first day of year `y`.
-    fn days_before_year(y: i64) -> i64 {
-        let p = y - 1;
-        365 * p + p / 4 - p / 100 + p / 400
-    }
-
-    /// UTC day number (days since 1970-01-01) of an RFC 3339 date-time with a zone.
-    fn utc_day(t: &str) -> Option<i64> {
-        let b = t.as_bytes();
-        let num = |r: std::ops::Range<usize>| -> Option<i64> {
-            let s = t.get(r)?;
-            if s.bytes().all(|c| c.is_ascii_digit()) { s.parse().ok() } else { None }
-        };
-        if b.len() < 20
-            || b[4] != b'-'
-            || b[7] != b'-'
-            || !matches!(b[10], b'T' | b't')
-            || b[13] != b':'
-            || b[16] != b':'
-        {
-            return None;
-        }
-        let (y, mo, d, h, mi, s) = (num(0..4)?, num(5..7)?, num(8..10)?, num(11..13)?, num(14..16)?, num(17..19)?);
-        let month_days = [31, if leap(y) { 29 } else { 28 }, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
-        if !(1..=12).contains(&mo) || d < 1 || d > month_days[(mo - 1) as usize] || h > 23 || mi > 59 || s > 59 {
-            return None;
-        }
-        let mut rest = &t[19..];
-        if let Some(frac) = rest.strip_prefix('.') {
-            let n = frac.bytes().take_while(u8::is_ascii_digit).count();
-            if n == 0 {
-                return None;
-            }
-            rest = &frac[n..];
-        }
-        let offset = if rest == "Z" || rest == "z" {
-            0
-        } else {
-            let rb = rest.as_bytes();
-            if rb.len() != 6 || !matches!(rb[0], b'+' | b'-') || rb[3] != b':' {
-                return None;
-            }
-            let two = |r: std::ops::Range<usize>| -> Option<i64> {
-                let s = rest.get(r)?;
-                if s.bytes().all(|c| c.is_ascii_digit()) { s.parse().ok() } else { None }
-            };
-            let (oh, om) = (two(1..3)?, two(4..6)?);
-            if oh > 23 || om > 59 {
-                return None;
-            }
-            if rb[0] == b'-' { -(oh * 60 + om) } else { oh * 60 + om }
-        };
-        let day_of_year: i64 = month_days[..(mo - 1) as usize].iter().sum::<i64>() + d - 1;
-        let local_day = days_before_year(y) + day_of_year - days_before_year(1970);
-        let minutes = local_day * 1440 + h * 60 + mi - offset;
-        Some(minutes.div_euclid(1440))
-    }
-
-    fn is_prime(id: &str) -> bool {
-        let digits = id.trim_start_matches('0');
-        assert!(digits.len() <= 16, "the model only tests ids below 10^16 for primality: {id}");
-        let n: u64 = if digits.is_empty() { 0 } else { digits.parse().unwrap() };
-        if n < 2 {
-            return false;
-        }
-        let mut d = 2u64;
-        while d * d <= n {
-            if n % d == 0 {
-                return false;
-            }
-            d += 1;
-        }
-        true
-    }
-
-    enum Line {
-        Malformed { id: String, customer: String },
-        Attempt { id: String, customer: String, cents: u128, day: i64 },
-    }
-
-    fn read(raw: &[u8]) -> Line {
-        let blank = || Line::Malformed { id: String::new(), customer: String::new() };
-        let Ok(text) = std::str::from_utf8(raw) else { return blank() };
-        let Ok(Pairs(pairs)) = serde_json::from_str::<Pairs>(text) else { return blank() };
-        let first = |key: &str| pairs.iter().find(|(k, _)| k == key).map(|(_, v)| v);
-        let string = |key: &str| match first(key) {
-            Some(serde_json::Value::String(s)) => Some(s.as_str()),
-            _ => None,
-        };
-        let id = string("id").map(|s| s.trim_matches(ws).to_string());
-        let customer = string("customer_id").map(|s| s.trim_matches(ws).to_string());
-        let malformed =
-            || Line::Malformed { id: id.clone().unwrap_or_default(), customer: customer.clone().unwrap_or_default() };
-        let keys: HashSet<&str> = pairs.iter().map(|(k, _)| k.as_str()).collect();
-        if keys.len() != pairs.len() {
-            return malformed();
-        }
-        let (Some(i), Some(c), Some(a), Some(t)) = (&id, &customer, string("load_amount"), string("time")) else {
-            return malformed();
-        };
-        if !all_digits(i) || !all_digits(c) {
-            return malformed();
-        }
-        let (Some(cents), Some(day)) = (amount(a), utc_day(t)) else { return malformed() };
-        Line::Attempt { id: i.clone(), customer: c.clone(), cents, day }
-    }
-
-    fn out(id: &str, customer: &str, accepted: bool) -> String {
-        let id = serde_json::to_string(id).unwrap();
-        let customer = serde_json::to_string(customer).unwrap();
-        format!("{{\"id\":{id},\"customer_id\":{customer},\"accepted\":{accepted}}}\n")
-    }
-
-    /// The output lines the rules give for `input` (NDJSON bytes).
-    pub fn decide(s: Scenario, input: &[u8]) -> Vec<String> {
-        let mut lines: Vec<&[u8]> = input.split(|&b| b == b'\n').collect();
-        if input.ends_with(b"\n") || input.is_empty() {
-            lines.pop();
-        }
-        let mut seen: HashSet<String> = HashSet::new();
-        let mut attempts: HashMap<(String, i64), u32> = HashMap::new();
-        let mut day_totals: HashMap<(String, i64), u128> = HashMap::new();
-        let mut week_totals: HashMap<(String, i64), u128> = HashMap::new();
-        let mut prime_accepts: HashMap<i64, u32> = HashMap::new();
-        let mut result = Vec::with_capacity(lines.len());
-        for raw in lines {
-            let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
-            let (id, customer, cents, day) = match read(raw) {
-                Line::Malformed { id, customer } => {
-                    result.push(out(&id, &customer, false));
-                    continue;
-                }
-                Line::Attempt { id, customer, cents, day } => (id, customer, cents, day),
-            };
-            if !seen.insert(id.clone()) {
-                result.push(out(&id, &customer, false));
-                continue;
-            }
-            let weekday = (day + 3).rem_euclid(7);
-            let week = day - (weekday - s.week_start).rem_euclid(7);
-            // Effective amounts in cents x monday_den.
-            let effective = if weekday == 0 { cents * s.monday_num } else { cents * s.monday_den };
-            let scale = |limit: u128| limit * s.monday_den;
-            let count = attempts.entry((customer.clone(), day)).or_default();
-            let day_total = day_totals.get(&(customer.clone(), day)).copied().unwrap_or(0);
-            let week_total = week_totals.get(&(customer.clone(), week)).copied().unwrap_or(0);
-            let prime = s.prime.is_some() && is_prime(&id);
-            let accepted = *count < s.daily_attempts
-                && match s.prime {
-                    Some((cap, per_day)) if prime => {
-                        effective <= scale(cap) && prime_accepts.get(&day).copied().unwrap_or(0) < per_day
-                    }
-                    _ => true,
-                }
-                && day_total + effective <= scale(s.daily)
-                && week_total + effective <= scale(s.weekly);
-            *count += 1;
-            if accepted {
-                *day_totals.entry((customer.clone(), day)).or_default() += effective;
-                *week_totals.entry((customer.clone(), week)).or_default() += effective;
-                if prime {
-                    *prime_accepts.entry(day).or_default() += 1;
-                }
-            }
-            result.push(out(&id, &customer, accepted));
-        }
-        result
-    }
-}
-
-const BASELINE_MODEL: model::Scenario = model::Scenario {
-    daily_attempts: 3,
-    daily: 500_000,
-    weekly: 2_000_000,
-    week_start: 0,
-    monday_num: 1,
-    monday_den: 1,
-    prime: None,
-};
-
-const EXP_MP_MODEL: model::Scenario = model::Scenario { monday_num: 2, prime: Some((999_900, 1)), ..BASELINE_MODEL };
 
 fn generated(
     seed: u64,
@@ -2210,35 +1954,36 @@ fn generated(
     (input, summary)
 }
 
-/// Runs `input` under `config` and the model, and compares them line by line.
-fn assert_matches_model(name: &str, config: &str, scenario: model::Scenario, input: &[u8]) -> Run {
+/// Runs `input` under `config` and under the straight line with the same `rules`, and compares them line by line.
+fn assert_matches_straight_line(name: &str, config: &str, rules: Rules, input: &[u8]) -> Run {
     let run = run_full(config, input);
-    let expected = model::decide(scenario, input);
-    let got: Vec<&str> = run.out.split_inclusive('\n').collect();
+    let mut expected = Vec::new();
+    fundload_straightline::run(input, &rules, &mut expected).unwrap();
+    let expected = String::from_utf8(expected).unwrap();
     let inputs: Vec<&[u8]> = input.split(|&b| b == b'\n').collect();
-    for (n, (g, e)) in got.iter().zip(&expected).enumerate() {
-        assert_eq!(*g, e.as_str(), "{name}: line {} differs: {}", n + 1, String::from_utf8_lossy(inputs[n]));
+    for (n, (g, e)) in run.out.split_inclusive('\n').zip(expected.split_inclusive('\n')).enumerate() {
+        assert_eq!(g, e, "{name}: line {} differs: {}", n + 1, String::from_utf8_lossy(inputs[n]));
     }
-    assert_eq!(got.len(), expected.len(), "{name}: line count");
+    assert_eq!(run.out.len(), expected.len(), "{name}: output length");
     run
 }
 
-/// "test the rules on generated data as well": the pipeline agrees with the model above, line for line, under
+/// "test the rules on generated data as well": the pipeline agrees with the straight line, line for line, under
 /// both shipped scenarios and under variants that move the week start and raise the daily limit.
 #[test]
 fn generated_data_follows_the_rules() {
     let (input, summary) = generated(7, 60_000, 2_000);
     assert_eq!(summary.records, 60_000);
-    let sunday = model::Scenario { week_start: 6, ..BASELINE_MODEL };
-    let raised = model::Scenario { daily: 5_000_000, weekly: 20_000_000, ..EXP_MP_MODEL };
-    let cases: [(&str, String, model::Scenario); 4] = [
-        ("baseline", BASELINE.to_string(), BASELINE_MODEL),
-        ("exp_mp", EXP_MP.to_string(), EXP_MP_MODEL),
+    let sunday = Rules { week_start: 6, ..Rules::baseline() };
+    let raised = Rules { daily_amount_cents: 5_000_000, weekly_amount_cents: 20_000_000, ..Rules::exp_mp() };
+    let cases: [(&str, String, Rules); 4] = [
+        ("baseline", BASELINE.to_string(), Rules::baseline()),
+        ("exp_mp", EXP_MP.to_string(), Rules::exp_mp()),
         ("baseline, sunday", edit(BASELINE, "week_start: monday", "week_start: sunday"), sunday),
         ("exp_mp, raised", exp_mp_raised(), raised),
     ];
-    for (name, config, scenario) in &cases {
-        let run = assert_matches_model(name, config, *scenario, &input);
+    for (name, config, rules) in cases {
+        let run = assert_matches_straight_line(name, &config, rules, &input);
         assert_eq!(run.malformed(), summary.malformed, "{name}");
     }
 }
