@@ -1501,6 +1501,8 @@ mod tests {
     }
 
     /// A minimal strict JSON reader, enough to tell a well-formed line from a malformed one.
+    /// Deliberately independent of `nodes::parse`: these tests check what the generator meant to
+    /// write, so they must not share a bug with the parser the generated data is there to test.
     struct Reader<'a> {
         b: &'a [u8],
         i: usize,

@@ -2,8 +2,8 @@
 //!
 //! A source fills batches of envelopes and stamps their headers (sequence number,
 //! correlation id); a sink writes the records of a batch. Both are bounded: a source never
-//! yields more than the batch size at a time, and holds at most one read chunk plus the
-//! longest line.
+//! yields more than the batch size at a time, and holds its current read chunk (sized for the
+//! longest line) plus a few earlier chunks kept for reuse.
 
 mod ndjson;
 
