@@ -8,7 +8,7 @@ use std::path::Path;
 use hopline_model::{ConfigError, LineMessage, PipelineConfig, Registry};
 use hopline_runtime::{Progress, RunError, RunOptions, RunReport, run_pipeline};
 
-const APPS: &[&str] = &[hopline_fundload::APP];
+const APPS: &[&str] = &[hopline_fundload::APP, hopline_probe::APP];
 
 fn unknown_app(config: &PipelineConfig) -> RunError {
     RunError::Config(ConfigError {
@@ -28,7 +28,35 @@ pub fn run(
 ) -> Result<RunReport, RunError> {
     match config.app.as_str() {
         hopline_fundload::APP => run_pipeline(&hopline_fundload::registry(), config, base_dir, options, progress),
+        hopline_probe::APP => run_pipeline(&hopline_probe::registry(), config, base_dir, options, progress),
         _ => Err(unknown_app(config)),
+    }
+}
+
+/// The worker role: reads the bootstrap from stdin, runs the group, returns the exit code.
+pub fn run_worker() -> i32 {
+    use hopline_runtime::multiprocess::{Bootstrap, run_worker, worker::EXIT_BOOTSTRAP};
+    let boot = match Bootstrap::read_from(&mut std::io::stdin()) {
+        Ok(boot) => boot,
+        Err(e) => {
+            eprintln!("hopline worker: cannot read the bootstrap from stdin: {e}");
+            return EXIT_BOOTSTRAP;
+        }
+    };
+    let app = match PipelineConfig::from_yaml(&boot.config_origin, &boot.config_text) {
+        Ok(config) => config.app,
+        Err(e) => {
+            eprintln!("hopline worker: {e}");
+            return EXIT_BOOTSTRAP;
+        }
+    };
+    match app.as_str() {
+        hopline_fundload::APP => run_worker(&hopline_fundload::registry(), boot),
+        hopline_probe::APP => run_worker(&hopline_probe::registry(), boot),
+        other => {
+            eprintln!("hopline worker: unknown app `{other}`");
+            EXIT_BOOTSTRAP
+        }
     }
 }
 
@@ -36,6 +64,7 @@ pub fn run(
 pub fn check(config: &PipelineConfig) -> Result<String, RunError> {
     match config.app.as_str() {
         hopline_fundload::APP => chain(&hopline_fundload::registry(), config),
+        hopline_probe::APP => chain(&hopline_probe::registry(), config),
         _ => Err(unknown_app(config)),
     }
 }
@@ -50,6 +79,7 @@ fn chain<M: LineMessage>(registry: &Registry<M>, config: &PipelineConfig) -> Res
 pub fn describe_nodes() -> String {
     let mut out = String::new();
     describe(&mut out, &hopline_fundload::registry());
+    describe(&mut out, &hopline_probe::registry());
     out
 }
 

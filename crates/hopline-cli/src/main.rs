@@ -52,7 +52,15 @@ enum Command {
         /// Print no progress bar and no summary.
         #[arg(long, short)]
         quiet: bool,
+        /// Print the supervisor's lifecycle (multiprocess profile): listeners, workers and
+        /// their pids and ports, READY, stop, exits.
+        #[arg(long, short)]
+        verbose: bool,
     },
+    /// Run one process group of a multiprocess run. Started by `hopline run`, which writes
+    /// the bootstrap to this process's stdin; not for direct use.
+    #[command(hide = true)]
+    Worker,
     /// Validate a pipeline config without reading any input, and show its nodes.
     Check {
         /// Pipeline config file (YAML).
@@ -107,9 +115,10 @@ fn parse_correlation_id(text: &str) -> Result<CorrelationId, String> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Run { config, input, output, correlation_id, quiet } => {
-            run(&config, RunOptions { input, output, correlation_id }, quiet)
+        Command::Run { config, input, output, correlation_id, quiet, verbose } => {
+            run(&config, RunOptions { input, output, correlation_id, worker: None, verbose }, quiet)
         }
+        Command::Worker => std::process::exit(apps::run_worker()),
         Command::Check { config } => check(&config),
         Command::Nodes => {
             print!("{}", apps::describe_nodes());
@@ -119,6 +128,7 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::Stopped(code)) => ExitCode::from(code),
         Err(Failure::Run(e)) if stdout_closed(&e) => ExitCode::from(141),
         Err(Failure::Config(e)) => {
             eprintln!("hopline: {e:#}");
@@ -134,23 +144,27 @@ fn main() -> ExitCode {
 /// Whether the failure is stdout's reader having gone away: the 128 + SIGPIPE of a shell
 /// filter, not an error worth a message.
 fn stdout_closed(error: &anyhow::Error) -> bool {
-    matches!(
-        error.downcast_ref::<RunError>(),
-        Some(RunError::Sink(SinkError::Write { path, source }))
-            if path == "stdout" && source.kind() == std::io::ErrorKind::BrokenPipe
-    )
+    match error.downcast_ref::<RunError>() {
+        Some(RunError::Sink(SinkError::Write { path, source })) => {
+            path == "stdout" && source.kind() == std::io::ErrorKind::BrokenPipe
+        }
+        Some(RunError::Multiprocess(failure)) => failure.root.stdout_closed,
+        _ => false,
+    }
 }
 
 /// A failure, by exit code.
 enum Failure {
     Config(anyhow::Error),
     Run(anyhow::Error),
+    /// A run stopped by a signal after draining; the exit code is 128 + the signal.
+    Stopped(u8),
 }
 
 impl From<RunError> for Failure {
     fn from(e: RunError) -> Self {
         match e {
-            RunError::Config(_) | RunError::ConfigRead { .. } => Failure::Config(e.into()),
+            RunError::Config(_) | RunError::ConfigRead { .. } | RunError::Key(_) => Failure::Config(e.into()),
             other => Failure::Run(other.into()),
         }
     }
@@ -176,11 +190,31 @@ fn run(config_path: &Path, options: RunOptions, quiet: bool) -> Result<(), Failu
     if let Some(bar) = &bar {
         bar.finish_and_clear();
     }
-    let report = report?;
+    let report = match report {
+        Ok(report) => report,
+        Err(RunError::Multiprocess(failure)) => {
+            if !quiet && !failure.root.stdout_closed {
+                eprint!("{}", failure.report);
+                for other in &failure.consequences {
+                    eprintln!("  then {other}");
+                }
+                eprintln!(
+                    "  {} records reached the sink before the run stopped",
+                    hopline_runtime::report::thousands(failure.report.records_out)
+                );
+            }
+            return Err(RunError::Multiprocess(failure).into());
+        }
+        Err(e) => return Err(e.into()),
+    };
     if !quiet {
         eprint!("{report}");
     }
-    Ok(())
+    match report.stopped_by {
+        Some("SIGINT") => Err(Failure::Stopped(130)),
+        Some(_) => Err(Failure::Stopped(143)),
+        None => Ok(()),
+    }
 }
 
 fn progress_bar() -> ProgressBar {

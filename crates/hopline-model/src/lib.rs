@@ -4,7 +4,8 @@
 //!   (sequence number, correlation id, trace context, route).
 //! - [`node`]: one step of a pipeline, the context it receives and what it may report.
 //! - [`registry`]: node kinds by name, and the checks that turn a config into a [`Pipeline`].
-//! - [`config`]: the YAML pipeline config, strictly validated, every error with file, key path and line.
+//! - [`config`]: the YAML pipeline config, strictly validated, every error with file, key path and line;
+//!   under the multiprocess profile, the process groups and the transport settings.
 //! - [`wire`]: how a message crosses a process boundary (its app's compact binary encoding).
 //!
 //! Nothing here reads a file, opens a socket or starts a thread: the runtime does that.
@@ -15,7 +16,10 @@ pub mod node;
 pub mod registry;
 pub mod wire;
 
-pub use config::{ConfigError, Params, PipelineConfig};
+pub use config::{
+    ConfigError, KeySource, MultiprocessConfig, Params, PipelineConfig, ProcessGroup, Profile, RuntimeConfig,
+    TransportConfig,
+};
 pub use envelope::{CorrelationId, Envelope, EnvelopeHeader, Route, TraceContext};
 pub use node::{Context, Emit, Incident, LineMessage, Message, Node, NodeError, NodeInfo, NodeReport, Transform};
 pub use registry::{NodeKind, Pipeline, Registry, Stage};

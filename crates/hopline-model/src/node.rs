@@ -110,6 +110,9 @@ pub enum NodeError {
     /// Any other failure, described for a person.
     #[error("{0}")]
     Failed(String),
+    /// The node panicked; the runtime caught it (multiprocess workers do) and says where.
+    #[error("panicked: {message}")]
+    Panicked { message: String },
 }
 
 /// A node: one step of a pipeline.
@@ -220,7 +223,7 @@ impl<M: Message, T: Transform<M>> Node<M> for T {
 }
 
 /// A node's contribution to the run summary: named counts and incidents.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct NodeReport {
     /// Named counts, in the order the node wants them shown (`accepted`, `declined`, ...).
     pub counts: Vec<(String, u64)>,
@@ -229,7 +232,7 @@ pub struct NodeReport {
 }
 
 /// Events that met the same problem, e.g. malformed lines with a bad amount.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Incident {
     /// The family of problem, e.g. `malformed`.
     pub kind: String,

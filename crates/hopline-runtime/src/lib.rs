@@ -6,10 +6,13 @@
 //!   the nodes in order, output in input order.
 //! - [`run`]: from a config file to a finished run: resolve paths, open adapters, build the
 //!   pipeline, execute, report.
+//! - [`multiprocess`]: the multiprocess profile: supervisor, workers, the data plane between
+//!   process groups, lifecycle and failures.
 //! - [`report`]: the run summary.
 
 pub mod adapters;
 pub mod memory;
+pub mod multiprocess;
 pub mod report;
 pub mod run;
 

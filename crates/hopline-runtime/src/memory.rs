@@ -6,10 +6,30 @@
 //! of pushing events one by one, with one virtual call per node per batch instead of per
 //! event, and no allocation once the batch buffers have grown.
 
+use std::cell::Cell;
+
 use hopline_model::{CorrelationId, Envelope, LineMessage, Message, Pipeline};
 
 use crate::adapters::{NdjsonSink, NdjsonSource, Sink, Source};
 use crate::run::{Progress, RunError};
+
+/// What the executor is doing on this thread: which stage, on which events (`None` while a
+/// node finishes). Read after a node panics, to say where.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Work {
+    pub stage: usize,
+    pub seqs: Option<(u64, u64)>,
+}
+
+thread_local! {
+    static CURRENT_WORK: Cell<Option<Work>> = const { Cell::new(None) };
+}
+
+/// The work the executor was doing on this thread when it last stopped without finishing it
+/// (after a panic, the panicking node and its batch).
+pub fn current_work() -> Option<Work> {
+    CURRENT_WORK.get()
+}
 
 /// Envelope counts of a finished run.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -45,6 +65,7 @@ pub fn execute<M: Message>(
         progress(Progress { records_in: counts.records_in, records_out: counts.records_out, bytes_read, bytes_total });
     }
     for i in 0..stages {
+        CURRENT_WORK.set(Some(Work { stage: i, seqs: None }));
         let stage = &mut pipeline.stages[i];
         stage.node.finish(&stage.info, &mut buffers[i + 1]).map_err(|error| RunError::Node {
             node: stage.info.name.clone(),
@@ -55,6 +76,7 @@ pub fn execute<M: Message>(
         counts.records_out += buffers[stages].len() as u64;
         sink.write_batch(&mut buffers[stages]).map_err(RunError::Sink)?;
     }
+    CURRENT_WORK.set(None);
     sink.flush().map_err(RunError::Sink)?;
     Ok(counts)
 }
@@ -89,6 +111,9 @@ fn push_through<M: Message>(
         let (input, output) = buffers.split_at_mut(i + 1);
         let (done, rest) = pipeline.stages.split_at_mut(i + 1);
         let stage = &mut done[i];
+        if let (Some(first), Some(last)) = (input[i].first(), input[i].last()) {
+            CURRENT_WORK.set(Some(Work { stage: i, seqs: Some((first.header.seq, last.header.seq)) }));
+        }
         let mut lookahead = |upcoming: &[Envelope<M>]| {
             if let Some(next) = rest.first_mut() {
                 next.node.prepare(upcoming);

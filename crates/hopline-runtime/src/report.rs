@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use hopline_model::NodeReport;
 
+use crate::multiprocess::GroupStatus;
+
 /// Everything a finished run reports.
 #[derive(Debug, Clone)]
 pub struct RunReport {
@@ -16,6 +18,18 @@ pub struct RunReport {
     pub elapsed: Duration,
     /// Each node's report, by node name, in pipeline order.
     pub nodes: Vec<(String, NodeReport)>,
+    /// Each process group's counters, in pipeline order (multiprocess profile only).
+    pub groups: Vec<GroupReport>,
+    /// The signal that stopped the run early (it drained: the output holds every record read).
+    pub stopped_by: Option<&'static str>,
+}
+
+/// One process group's part of a multiprocess run.
+#[derive(Debug, Clone)]
+pub struct GroupReport {
+    pub name: String,
+    pub pid: u32,
+    pub status: GroupStatus,
 }
 
 impl RunReport {
@@ -57,6 +71,9 @@ impl fmt::Display for RunReport {
             self.elapsed.as_secs_f64(),
             thousands(self.records_per_second().round() as u64),
         )?;
+        if let Some(signal) = self.stopped_by {
+            writeln!(f, "  stopped early by {signal}: drained; the output holds every record read")?;
+        }
         for (node, report) in &self.nodes {
             if !report.counts.is_empty() {
                 let counts: Vec<String> =
@@ -83,7 +100,51 @@ impl fmt::Display for RunReport {
                 }
             }
         }
+        if !self.groups.is_empty() {
+            self.fmt_groups(f)?;
+        }
         Ok(())
+    }
+}
+
+impl RunReport {
+    fn fmt_groups(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "  process groups:")?;
+        let mut rejects: Vec<(String, u64)> = Vec::new();
+        for group in &self.groups {
+            let s = &group.status;
+            write!(
+                f,
+                "    {} (pid {}): {} in, {} out",
+                group.name,
+                group.pid,
+                thousands(s.records_in),
+                thousands(s.records_out)
+            )?;
+            if s.frames_received > 0 {
+                write!(f, "; received {} frames, {} bytes", thousands(s.frames_received), thousands(s.bytes_received))?;
+            }
+            if s.frames_sent > 0 {
+                write!(f, "; sent {} frames, {} bytes", thousands(s.frames_sent), thousands(s.bytes_sent))?;
+            }
+            writeln!(f)?;
+            for (reason, n) in &s.rejects {
+                match rejects.iter_mut().find(|(r, _)| r == reason) {
+                    Some((_, total)) => *total += n,
+                    None => rejects.push((reason.clone(), *n)),
+                }
+            }
+            if s.refused_connections > 0 {
+                writeln!(f, "      {} connections refused (too many open)", thousands(s.refused_connections))?;
+            }
+        }
+        if rejects.is_empty() {
+            writeln!(f, "  transport rejects: none")
+        } else {
+            let total: u64 = rejects.iter().map(|(_, n)| n).sum();
+            let each: Vec<String> = rejects.iter().map(|(r, n)| format!("{} {r}", thousands(*n))).collect();
+            writeln!(f, "  transport rejects: {} ({})", thousands(total), each.join(", "))
+        }
     }
 }
 
@@ -120,6 +181,8 @@ mod tests {
                     NodeReport { counts: vec![("accepted".into(), 600), ("declined".into(), 400)], incidents: vec![] },
                 ),
             ],
+            groups: vec![],
+            stopped_by: None,
         };
         let text = report.to_string();
         assert!(

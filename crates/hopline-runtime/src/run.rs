@@ -12,6 +12,7 @@ use hopline_model::{ConfigError, CorrelationId, LineMessage, NodeError, Pipeline
 
 use crate::adapters::{NdjsonSink, NdjsonSource, SinkError, SourceError};
 use crate::memory;
+use crate::multiprocess::{MultiprocessFailure, Supervised, WorkerProgram, supervise};
 use crate::report::RunReport;
 
 /// What the command line may change about a run.
@@ -23,6 +24,11 @@ pub struct RunOptions {
     pub output: Option<PathBuf>,
     /// Correlation id stamped on every envelope; a fresh random one when absent.
     pub correlation_id: Option<CorrelationId>,
+    /// How to start workers (multiprocess profile); the running binary's `worker` role when
+    /// absent.
+    pub worker: Option<WorkerProgram>,
+    /// Print the supervisor's lifecycle (multiprocess profile) to stderr.
+    pub verbose: bool,
 }
 
 /// Where a run is, reported after every batch.
@@ -47,6 +53,16 @@ pub enum RunError {
     Sink(SinkError),
     #[error("node `{node}` failed{}: {error}", seq.map(|s| format!(" on event {s}")).unwrap_or_default())]
     Node { node: String, seq: Option<u64>, error: NodeError },
+    /// The transport key named by the config cannot be had.
+    #[error(transparent)]
+    Key(hopline_transport::KeyError),
+    #[error("cannot bind {what} on {host}")]
+    Bind { what: &'static str, host: String, source: std::io::Error },
+    #[error("cannot find the worker program")]
+    WorkerProgram(#[source] std::io::Error),
+    /// A multiprocess run failed: the root cause, with its place.
+    #[error("{}", .0.root)]
+    Multiprocess(Box<MultiprocessFailure>),
 }
 
 /// Reads and validates a config file. Errors name the file.
@@ -96,12 +112,32 @@ pub fn run_pipeline<M: LineMessage>(
         None => resolve(base_dir, &config.sink.path),
     };
     let correlation_id = options.correlation_id.unwrap_or_else(fresh_correlation_id);
+    match config.runtime.profile {
+        Profile::Memory => {}
+        Profile::Multiprocess => {
+            drop(pipeline);
+            let worker = match &options.worker {
+                Some(worker) => worker.clone(),
+                None => WorkerProgram::current_exe().map_err(RunError::WorkerProgram)?,
+            };
+            let mut to_stderr = |line: &str| eprintln!("hopline: {line}");
+            let run = Supervised {
+                config,
+                config_text: &config.text,
+                config_dir: base_dir,
+                input,
+                output,
+                correlation_id,
+                worker,
+                log: if options.verbose { Some(&mut to_stderr) } else { None },
+            };
+            return supervise(run, progress);
+        }
+    }
     let mut source = NdjsonSource::open(&input, correlation_id).map_err(RunError::Source)?;
     let mut sink = NdjsonSink::create(&output).map_err(RunError::Sink)?;
 
     let started = Instant::now();
-    // The memory profile is the only one so far; a new profile fails to compile here.
-    let Profile::Memory = config.runtime.profile;
     let counts = memory::execute(&mut pipeline, &mut source, &mut sink, config.runtime.batch_size, progress)?;
     let elapsed = started.elapsed();
     Ok(RunReport {
@@ -112,6 +148,8 @@ pub fn run_pipeline<M: LineMessage>(
         records_out: counts.records_out,
         elapsed,
         nodes: pipeline.stages.iter().map(|s| (s.info.name.clone(), s.node.report())).collect(),
+        groups: Vec::new(),
+        stopped_by: None,
     })
 }
 

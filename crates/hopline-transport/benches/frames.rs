@@ -28,7 +28,7 @@ fn frame(envelopes: u64, sequence: u64) -> Frame {
             payload: Bytes::from(vec![seq as u8; 64]),
         })
         .collect();
-    Frame { kind: FrameKind::Data, sender: 1, sequence, timestamp_ms: NOW_MS, envelopes }
+    Frame { kind: FrameKind::Data, sender: 1, sequence, timestamp_ms: NOW_MS, envelopes, body: Bytes::new() }
 }
 
 fn frames(c: &mut Criterion) {

@@ -1,7 +1,9 @@
-//! The frame: the unit on the wire between process groups, a header and a batch of envelopes, signed.
+//! The frame: the unit on the wire between process groups, a header and a batch of envelopes (or, for a
+//! control frame, one opaque body), signed.
 //!
-//! This module owns the byte layout in both directions: [`FrameEncoder`] and [`encode_frame`] write it,
-//! [`crate::FrameReader`] reads it (with the checks in `receive.rs`, using the parsers here).
+//! This module owns the byte layout in both directions: [`FrameEncoder`], [`encode_frame`] and
+//! [`encode_control_frame`] write it, [`crate::FrameReader`] reads it (with the checks in `receive.rs`,
+//! using the parsers here).
 //!
 //! # Layout
 //!
@@ -9,15 +11,15 @@
 //!
 //! | offset | bytes | field |
 //! | --- | --- | --- |
-//! | 0 | 4 | length: u32, the number of bytes after this field (header + envelopes + tag) |
+//! | 0 | 4 | length: u32, the number of bytes after this field (header + envelopes or body + tag) |
 //! | 4 | 1 | magic/version byte: `0xA1` (high nibble `0xA`: hopline; low nibble: wire version 1) |
-//! | 5 | 1 | kind: 1 `Data`, 2 `Heartbeat`, 3 `End` ([`FrameKind`]) |
+//! | 5 | 1 | kind: 1 `Data`, 2 `Heartbeat`, 3 `End`, 4 `Control` ([`FrameKind`]) |
 //! | 6 | 2 | sender: u16, the sending process group |
 //! | 8 | 8 | sequence: u64, per sender, starting at 1 (0 is never valid) |
 //! | 16 | 8 | timestamp: u64, milliseconds since the Unix epoch, at the sender |
-//! | 24 | 4 | envelope count: u32 (0 for `Heartbeat` and `End`) |
-//! | 28 | … | envelopes, `count` times, as below |
-//! | end − 32 | 32 | tag: HMAC-SHA256 over bytes 4 .. end − 32 (header and envelopes, not the length) |
+//! | 24 | 4 | envelope count: u32 (0 for `Heartbeat`, `End` and `Control`) |
+//! | 28 | … | `Data`: envelopes, `count` times, as below. `Control`: the body, opaque bytes (every byte up to the tag). `Heartbeat`, `End`: nothing |
+//! | end − 32 | 32 | tag: HMAC-SHA256 over bytes 4 .. end − 32 (header and envelopes or body, not the length) |
 //!
 //! One envelope, 35 bytes plus 25 with a trace context, plus the payload:
 //!
@@ -41,8 +43,10 @@
 //! - Encoding appends one whole signed frame to the output buffer, or, on error, leaves the buffer as it
 //!   was. It allocates nothing apart from growing the output buffer ([`encode_frame`] reserves the exact
 //!   length once).
-//! - Decoding envelopes never panics and never reads outside the frame; payloads are zero-copy slices of
-//!   the received frame.
+//! - Decoding envelopes never panics and never reads outside the frame; payloads and control bodies are
+//!   zero-copy slices of the received frame.
+//! - Only `Control` frames have bytes between the header and the tag other than envelopes; in any other
+//!   kind such bytes are malformed.
 
 use bytes::{BufMut, Bytes, BytesMut};
 use hmac::Mac;
@@ -78,6 +82,9 @@ pub enum FrameKind {
     /// The sender has finished: every frame it will send on this link precedes this one (the drain
     /// marker). Carries no envelopes.
     End = 3,
+    /// A control message between the supervisor and a worker (READY, heartbeat, failure, stop, ...):
+    /// carries no envelopes, only one opaque body ([`Frame::body`]; JSON by convention, not checked here).
+    Control = 4,
 }
 
 impl FrameKind {
@@ -87,6 +94,7 @@ impl FrameKind {
             1 => Some(FrameKind::Data),
             2 => Some(FrameKind::Heartbeat),
             3 => Some(FrameKind::End),
+            4 => Some(FrameKind::Control),
             _ => None,
         }
     }
@@ -100,6 +108,11 @@ impl FrameKind {
     pub fn carries_envelopes(self) -> bool {
         self == FrameKind::Data
     }
+
+    /// Whether frames of this kind carry a body (only `Control`).
+    pub fn carries_body(self) -> bool {
+        self == FrameKind::Control
+    }
 }
 
 /// One envelope on the wire: its header and its payload, already encoded by the app.
@@ -109,7 +122,7 @@ pub struct WireEnvelope {
     pub payload: Bytes,
 }
 
-/// A frame: who sent it, when, in which order, and the envelopes it carries.
+/// A frame: who sent it, when, in which order, and the envelopes (or, for `Control`, the body) it carries.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Frame {
     pub kind: FrameKind,
@@ -119,7 +132,11 @@ pub struct Frame {
     pub sequence: u64,
     /// Milliseconds since the Unix epoch, on the sender's clock.
     pub timestamp_ms: u64,
+    /// The envelopes of a `Data` frame; empty for every other kind.
     pub envelopes: Vec<WireEnvelope>,
+    /// The body of a `Control` frame: every byte between the header and the tag (a zero-copy slice of the
+    /// received frame). Empty for every other kind.
+    pub body: Bytes,
 }
 
 /// Why a frame could not be encoded. The output buffer is left as it was.
@@ -137,10 +154,13 @@ pub enum EncodeError {
     /// Only `Data` frames carry envelopes.
     #[error("cannot encode envelope seq {seq} into a {kind:?} frame: only Data frames carry envelopes")]
     EnvelopeInControlFrame { kind: FrameKind, seq: u64 },
+    /// Only `Control` frames carry a body.
+    #[error("cannot encode a {len}-byte body into a {kind:?} frame: only Control frames carry a body")]
+    BodyInNonControlFrame { kind: FrameKind, len: usize },
     /// The frame would not fit the wire's u32 length or count fields.
     #[error(
         "cannot encode frame {sequence} from process group {sender}: it would exceed the wire's limits \
-         (4 GiB per frame and per payload, 2^32 envelopes)"
+         (4 GiB per frame, per payload and per body, 2^32 envelopes)"
     )]
     TooLarge { sender: u16, sequence: u64 },
 }
@@ -152,7 +172,14 @@ pub enum EncodeError {
 pub fn encoded_len(frame: &Frame) -> usize {
     LENGTH_PREFIX_BYTES
         + MIN_FRAME_BYTES
+        + frame.body.len()
         + frame.envelopes.iter().map(|e| envelope_len(&e.header, e.payload.len())).sum::<usize>()
+}
+
+/// The number of bytes [`encode_control_frame`] appends for a body of `body_len` bytes, length prefix and
+/// tag included.
+pub fn control_encoded_len(body_len: usize) -> usize {
+    LENGTH_PREFIX_BYTES + MIN_FRAME_BYTES + body_len
 }
 
 /// Bytes one envelope takes on the wire.
@@ -162,8 +189,19 @@ pub fn envelope_len(header: &EnvelopeHeader, payload_len: usize) -> usize {
 
 /// Appends `frame`, signed with `key`, to `out`.
 ///
-/// On error `out` is left as it was.
+/// A `Data` frame carries its envelopes, a `Control` frame its body; envelopes in any other kind, or a
+/// body in any kind but `Control`, are refused. On error `out` is left as it was.
 pub fn encode_frame(frame: &Frame, key: &TransportKey, out: &mut BytesMut) -> Result<(), EncodeError> {
+    if !frame.body.is_empty() && !frame.kind.carries_body() {
+        return Err(EncodeError::BodyInNonControlFrame { kind: frame.kind, len: frame.body.len() });
+    }
+    if frame.kind.carries_body() {
+        if let Some(envelope) = frame.envelopes.first() {
+            return Err(EncodeError::EnvelopeInControlFrame { kind: frame.kind, seq: envelope.header.seq });
+        }
+        encode_control_frame(frame.sender, frame.sequence, frame.timestamp_ms, &frame.body, key, out)?;
+        return Ok(());
+    }
     out.reserve(encoded_len(frame));
     let mut encoder = FrameEncoder::begin(out, frame.kind, frame.sender, frame.sequence, frame.timestamp_ms)?;
     for envelope in &frame.envelopes {
@@ -171,6 +209,32 @@ pub fn encode_frame(frame: &Frame, key: &TransportKey, out: &mut BytesMut) -> Re
     }
     encoder.finish(key)?;
     Ok(())
+}
+
+/// Appends a `Control` frame carrying `body` (opaque bytes; JSON by convention), signed with `key`, to
+/// `out`, and returns the number of bytes appended ([`control_encoded_len`]).
+///
+/// The same guarantees as [`encode_frame`]: one whole signed frame is appended, reserving its exact
+/// length once, or on error (sequence 0, a body over 4 GiB) `out` is left as it was.
+pub fn encode_control_frame(
+    sender: u16,
+    sequence: u64,
+    timestamp_ms: u64,
+    body: &[u8],
+    key: &TransportKey,
+    out: &mut BytesMut,
+) -> Result<usize, EncodeError> {
+    if sequence == 0 {
+        return Err(EncodeError::ZeroSequence { sender });
+    }
+    let total = control_encoded_len(body.len());
+    if u32::try_from(total - LENGTH_PREFIX_BYTES).is_err() {
+        return Err(EncodeError::TooLarge { sender, sequence });
+    }
+    out.reserve(total);
+    let encoder = FrameEncoder::begin(out, FrameKind::Control, sender, sequence, timestamp_ms)?;
+    encoder.out.extend_from_slice(body);
+    encoder.finish(key)
 }
 
 /// Writes one frame straight into an output buffer, envelope by envelope, so a sender can encode typed
@@ -434,7 +498,14 @@ mod tests {
     }
 
     fn data_frame(envelopes: Vec<WireEnvelope>) -> Frame {
-        Frame { kind: FrameKind::Data, sender: 1, sequence: 1, timestamp_ms: 1_700_000_000_000, envelopes }
+        Frame {
+            kind: FrameKind::Data,
+            sender: 1,
+            sequence: 1,
+            timestamp_ms: 1_700_000_000_000,
+            envelopes,
+            body: Bytes::new(),
+        }
     }
 
     #[test]
@@ -445,6 +516,7 @@ mod tests {
             sequence: 0x0304,
             timestamp_ms: 0x0506,
             envelopes: vec![WireEnvelope { header: header(9), payload: Bytes::from_static(b"xy") }],
+            body: Bytes::new(),
         };
         let mut out = BytesMut::new();
         encode_frame(&frame, &key(), &mut out).unwrap();
@@ -551,10 +623,81 @@ mod tests {
 
     #[test]
     fn frame_kinds_round_trip_through_their_byte() {
-        for kind in [FrameKind::Data, FrameKind::Heartbeat, FrameKind::End] {
+        for kind in [FrameKind::Data, FrameKind::Heartbeat, FrameKind::End, FrameKind::Control] {
             assert_eq!(FrameKind::from_u8(kind.as_u8()), Some(kind));
         }
+        assert_eq!(FrameKind::Control.as_u8(), 4);
+        assert!(!FrameKind::Control.carries_envelopes());
+        assert!(FrameKind::Control.carries_body());
         assert_eq!(FrameKind::from_u8(0), None);
-        assert_eq!(FrameKind::from_u8(4), None);
+        assert_eq!(FrameKind::from_u8(5), None);
+    }
+
+    #[test]
+    fn control_frame_bytes_follow_the_documented_layout() {
+        let body = br#"{"type":"ready","worker":2}"#;
+        let mut out = BytesMut::from(&b"earlier"[..]);
+        let appended = encode_control_frame(0x0102, 0x0304, 0x0506, body, &key(), &mut out).unwrap();
+        assert_eq!(appended, control_encoded_len(body.len()));
+        assert_eq!(appended, 4 + 24 + body.len() + 32);
+        let frame = &out[7..];
+        assert_eq!(frame.len(), appended);
+        assert_eq!(&frame[0..4], &((appended - 4) as u32).to_be_bytes());
+        assert_eq!(frame[4], 0xA1);
+        assert_eq!(frame[5], 4);
+        assert_eq!(&frame[6..8], &[1, 2]);
+        assert_eq!(&frame[8..16], &0x0304u64.to_be_bytes());
+        assert_eq!(&frame[16..24], &0x0506u64.to_be_bytes());
+        assert_eq!(&frame[24..28], &0u32.to_be_bytes());
+        assert_eq!(&frame[28..28 + body.len()], body);
+        let mut mac = key().mac();
+        mac.update(&frame[4..28 + body.len()]);
+        assert_eq!(&frame[28 + body.len()..], mac.finalize().into_bytes().as_slice());
+
+        // encode_frame with kind Control writes the same bytes.
+        let as_frame = Frame {
+            kind: FrameKind::Control,
+            sender: 0x0102,
+            sequence: 0x0304,
+            timestamp_ms: 0x0506,
+            envelopes: Vec::new(),
+            body: Bytes::from_static(body),
+        };
+        assert_eq!(encoded_len(&as_frame), appended);
+        let mut again = BytesMut::new();
+        encode_frame(&as_frame, &key(), &mut again).unwrap();
+        assert_eq!(&again[..], frame);
+    }
+
+    #[test]
+    fn control_frame_encode_errors_leave_the_buffer_as_it_was() {
+        let mut out = BytesMut::from(&b"earlier frame"[..]);
+        assert_eq!(
+            encode_control_frame(3, 0, 0, b"{}", &key(), &mut out),
+            Err(EncodeError::ZeroSequence { sender: 3 })
+        );
+        let with_envelope = Frame {
+            kind: FrameKind::Control,
+            body: Bytes::from_static(b"{}"),
+            ..data_frame(vec![WireEnvelope { header: header(6), payload: Bytes::new() }])
+        };
+        assert_eq!(
+            encode_frame(&with_envelope, &key(), &mut out),
+            Err(EncodeError::EnvelopeInControlFrame { kind: FrameKind::Control, seq: 6 })
+        );
+        for kind in [FrameKind::Data, FrameKind::Heartbeat, FrameKind::End] {
+            let with_body = Frame { kind, body: Bytes::from_static(b"{}"), ..data_frame(Vec::new()) };
+            assert_eq!(
+                encode_frame(&with_body, &key(), &mut out),
+                Err(EncodeError::BodyInNonControlFrame { kind, len: 2 })
+            );
+        }
+        assert_eq!(&out[..], b"earlier frame");
+    }
+
+    #[test]
+    fn an_empty_control_body_is_a_minimal_frame() {
+        let mut out = BytesMut::new();
+        assert_eq!(encode_control_frame(1, 1, 0, b"", &key(), &mut out), Ok(4 + MIN_FRAME_BYTES));
     }
 }

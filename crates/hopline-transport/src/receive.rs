@@ -21,7 +21,16 @@
 //!
 //! Then the body is parsed: a count that cannot fit, an envelope that overruns the frame, a trace
 //! presence byte other than 0 or 1, bytes left before the tag, or envelopes in a non-`Data` frame are
-//! [`Rejected::Malformed`]. Only a frame that passes everything marks its sequence as seen.
+//! [`Rejected::Malformed`]. A `Control` frame passes the same checks in the same order (its body is
+//! covered by the tag); its envelope count must be 0, and every byte between its header and its tag is
+//! its [`Frame::body`], a zero-copy slice of the received frame. Only a frame that passes everything marks
+//! its sequence as seen.
+//!
+//! # A connection that closes mid-frame
+//!
+//! When the peer closes the connection (or the socket fails) call [`FrameReader::connection_closed`] with
+//! the connection's buffer: if it still holds part of a frame, that is [`Rejected::Truncated`], counted
+//! like any other rejection. A clean close leaves the buffer empty.
 //!
 //! # Anti-replay window
 //!
@@ -46,13 +55,15 @@
 //!   the run (and never more than 65,536).
 //! - Before the signature verifies, nothing is allocated but the frame's own bytes. Decoding a verified
 //!   frame allocates one vector of at most one element per 35 bytes of frame (96 bytes each, so under 3×
-//!   the frame's length); payloads are zero-copy slices of the received bytes (a retained payload keeps
-//!   its frame's bytes alive).
+//!   the frame's length); payloads and control bodies are zero-copy slices of the received bytes (a
+//!   retained payload or body keeps its frame's bytes alive). `tests/allocation_bound.rs` checks this
+//!   with a counting allocator: whatever bytes arrive, feeding them never allocates more than a bound
+//!   derived from `max_frame_bytes`, however large the declared length.
 //!
 //! # Connection policy
 //!
 //! After [`Rejected::Oversized`], [`Rejected::Malformed`], [`Rejected::BadVersion`] or
-//! [`Rejected::UnknownKind`] the stream is out of sync (the frame boundary cannot be trusted; the buffer
+//! [`Rejected::UnknownKind`] the stream is out of sync (and after [`Rejected::Truncated`] it is gone) (the frame boundary cannot be trusted; the buffer
 //! is not guaranteed to have been advanced): close the connection. After [`Rejected::Expired`],
 //! [`Rejected::BadSignature`] or [`Rejected::Replayed`] the frame was consumed whole and the connection may
 //! continue, but a run of bad signatures means a peer without the key (or with the wrong one): close after
@@ -60,7 +71,7 @@
 
 use std::collections::HashMap;
 
-use bytes::{Buf, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use hmac::Mac;
 
 use crate::frame::{self, Frame, FrameKind, HEADER_BYTES, LENGTH_PREFIX_BYTES, MIN_FRAME_BYTES, RawHeader, TAG_BYTES};
@@ -141,15 +152,20 @@ pub enum Rejected {
     /// The frame's structure is broken; the string says where.
     #[error("malformed frame: {0}")]
     Malformed(&'static str),
+    /// The connection closed in the middle of a frame: `have` bytes of it had arrived (length prefix
+    /// included), of `4 + declared` (`declared` is 0 when not even the 4-byte length prefix arrived).
+    #[error("connection closed in the middle of a frame: {have} bytes arrived of a frame declaring {declared} bytes")]
+    Truncated { have: usize, declared: u32 },
 }
 
 impl Rejected {
-    /// Every [`Rejected::reason`] label, in check order.
-    pub const REASONS: [&'static str; 7] =
-        ["oversized", "bad_version", "unknown_kind", "expired", "bad_signature", "replayed", "malformed"];
+    /// Every [`Rejected::reason`] label, in check order (`truncated`, found when the connection closes,
+    /// last).
+    pub const REASONS: [&'static str; 8] =
+        ["oversized", "bad_version", "unknown_kind", "expired", "bad_signature", "replayed", "malformed", "truncated"];
 
     /// A stable label for counting and reporting: `oversized`, `bad_version`, `unknown_kind`, `expired`,
-    /// `bad_signature`, `replayed` or `malformed`.
+    /// `bad_signature`, `replayed`, `malformed` or `truncated`.
     pub fn reason(&self) -> &'static str {
         match self {
             Rejected::Oversized { .. } => "oversized",
@@ -159,14 +175,20 @@ impl Rejected {
             Rejected::BadSignature => "bad_signature",
             Rejected::Replayed { .. } => "replayed",
             Rejected::Malformed(_) => "malformed",
+            Rejected::Truncated { .. } => "truncated",
         }
     }
 
-    /// Whether the stream is out of sync after this rejection, so the connection must be closed.
+    /// Whether the stream is out of sync after this rejection (or, for `Truncated`, already closed), so
+    /// the connection must be closed.
     pub fn closes_connection(&self) -> bool {
         matches!(
             self,
-            Rejected::Oversized { .. } | Rejected::Malformed(_) | Rejected::BadVersion(_) | Rejected::UnknownKind(_)
+            Rejected::Oversized { .. }
+                | Rejected::Malformed(_)
+                | Rejected::BadVersion(_)
+                | Rejected::UnknownKind(_)
+                | Rejected::Truncated { .. }
         )
     }
 }
@@ -181,6 +203,7 @@ pub struct RejectCounts {
     pub bad_signature: u64,
     pub replayed: u64,
     pub malformed: u64,
+    pub truncated: u64,
 }
 
 impl RejectCounts {
@@ -194,12 +217,13 @@ impl RejectCounts {
             Rejected::BadSignature => &mut self.bad_signature,
             Rejected::Replayed { .. } => &mut self.replayed,
             Rejected::Malformed(_) => &mut self.malformed,
+            Rejected::Truncated { .. } => &mut self.truncated,
         };
         *counter += 1;
     }
 
     /// `(reason, count)` for every reason, in [`Rejected::REASONS`] order, zeros included.
-    pub fn by_reason(&self) -> [(&'static str, u64); 7] {
+    pub fn by_reason(&self) -> [(&'static str, u64); 8] {
         let counts = [
             self.oversized,
             self.bad_version,
@@ -208,6 +232,7 @@ impl RejectCounts {
             self.bad_signature,
             self.replayed,
             self.malformed,
+            self.truncated,
         ];
         std::array::from_fn(|i| (Rejected::REASONS[i], counts[i]))
     }
@@ -226,6 +251,7 @@ impl RejectCounts {
         self.bad_signature += other.bad_signature;
         self.replayed += other.replayed;
         self.malformed += other.malformed;
+        self.truncated += other.truncated;
     }
 }
 
@@ -277,6 +303,19 @@ impl FrameReader {
             self.rejects.record(rejected);
         }
         result
+    }
+
+    /// Call when the connection that filled `buf` has closed (or failed), after `read_frame` returned
+    /// `Ok(None)`. If `buf` still holds part of a frame (any bytes at all), the peer went away in the
+    /// middle of it: records and returns [`Rejected::Truncated`]. Returns `None` for an empty buffer (a
+    /// clean close between frames). Nothing is consumed; drop the buffer with the connection.
+    pub fn connection_closed(&mut self, buf: &BytesMut) -> Option<Rejected> {
+        if buf.is_empty() {
+            return None;
+        }
+        let rejected = Rejected::Truncated { have: buf.len(), declared: declared_len(buf).unwrap_or(0) };
+        self.rejects.record(&rejected);
+        Some(rejected)
     }
 
     fn read_frame_unchecked_count(&mut self, buf: &mut BytesMut, now_ms: u64) -> Result<Option<Frame>, Rejected> {
@@ -337,7 +376,11 @@ impl FrameReader {
             return consume(buf, Rejected::Malformed("only data frames carry envelopes"));
         }
         let bytes = buf.split_to(total).freeze();
-        let envelopes = frame::decode_envelopes(&bytes, header.count).map_err(Rejected::Malformed)?;
+        let (envelopes, body) = if kind.carries_body() {
+            (Vec::new(), bytes.slice(LENGTH_PREFIX_BYTES + HEADER_BYTES..total - TAG_BYTES))
+        } else {
+            (frame::decode_envelopes(&bytes, header.count).map_err(Rejected::Malformed)?, Bytes::new())
+        };
         self.windows.entry(header.sender).or_insert_with(|| ReplayWindow::new(window)).mark(header.sequence);
         Ok(Some(Frame {
             kind,
@@ -345,6 +388,7 @@ impl FrameReader {
             sequence: header.sequence,
             timestamp_ms: header.timestamp_ms,
             envelopes,
+            body,
         }))
     }
 }
@@ -571,7 +615,9 @@ mod tests {
             Rejected::Malformed("trailing bytes after the last envelope"),
             Rejected::BadVersion(0),
             Rejected::UnknownKind(9),
+            Rejected::Truncated { have: 3, declared: 0 },
         ] {
+            assert!(rejected.closes_connection(), "{rejected}");
             assert_eq!(ConnectionPolicy::default().on_rejected(&rejected), ConnectionVerdict::Close, "{rejected}");
         }
     }
@@ -591,7 +637,14 @@ mod tests {
         assert_eq!(policy.on_rejected(&Rejected::Replayed { sender: 1, sequence: 4 }), ConnectionVerdict::Continue);
         assert_eq!(policy.consecutive_bad_signatures(), 0);
         assert_eq!(policy.on_rejected(&Rejected::BadSignature), ConnectionVerdict::Continue);
-        let frame = Frame { kind: FrameKind::Heartbeat, sender: 1, sequence: 5, timestamp_ms: 0, envelopes: vec![] };
+        let frame = Frame {
+            kind: FrameKind::Heartbeat,
+            sender: 1,
+            sequence: 5,
+            timestamp_ms: 0,
+            envelopes: vec![],
+            body: Bytes::new(),
+        };
         assert_eq!(policy.observe(&Ok(Some(frame))), ConnectionVerdict::Continue);
         assert_eq!(policy.on_rejected(&Rejected::BadSignature), ConnectionVerdict::Continue);
         assert_eq!(policy.on_rejected(&Rejected::BadSignature), ConnectionVerdict::Close);
@@ -624,11 +677,13 @@ mod tests {
             Rejected::Expired { timestamp_ms: 0, now_ms: 0 },
             Rejected::UnknownKind(7),
             Rejected::BadVersion(7),
+            Rejected::Truncated { have: 10, declared: 100 },
         ] {
             counts.record(&rejected);
         }
         assert_eq!(counts.bad_signature, 2);
-        assert_eq!(counts.total(), 8);
+        assert_eq!(counts.truncated, 1);
+        assert_eq!(counts.total(), 9);
         let labels: Vec<_> = counts.by_reason().iter().map(|(reason, _)| *reason).collect();
         assert_eq!(labels, Rejected::REASONS);
         assert!(
@@ -636,6 +691,56 @@ mod tests {
         );
         let mut merged = counts;
         merged.merge(&counts);
-        assert_eq!(merged.total(), 16);
+        assert_eq!(merged.total(), 18);
+        assert_eq!(merged.truncated, 2);
+    }
+
+    fn reader() -> FrameReader {
+        FrameReader::new(TransportKey::from_bytes([3; 32]), Limits::default()).unwrap()
+    }
+
+    #[test]
+    fn a_clean_close_between_frames_is_not_truncated() {
+        let mut reader = reader();
+        assert_eq!(reader.connection_closed(&BytesMut::new()), None);
+        assert_eq!(reader.reject_counts().total(), 0);
+    }
+
+    #[test]
+    fn closing_inside_the_length_prefix_is_truncated_with_no_declared_length() {
+        let mut reader = reader();
+        let buf = BytesMut::from(&[0u8, 0, 1][..]);
+        assert_eq!(reader.connection_closed(&buf), Some(Rejected::Truncated { have: 3, declared: 0 }));
+        assert_eq!(reader.reject_counts().truncated, 1);
+        assert_eq!(buf.len(), 3, "nothing consumed");
+    }
+
+    #[test]
+    fn closing_inside_a_frame_is_truncated_counted_and_closes_the_connection() {
+        let mut frame = BytesMut::new();
+        crate::encode_control_frame(1, 1, 0, b"{\"type\":\"stop\"}", &TransportKey::from_bytes([3; 32]), &mut frame)
+            .unwrap();
+        let declared = (frame.len() - 4) as u32;
+        let mut reader = reader();
+        let mut buf = BytesMut::from(&frame[..frame.len() - 1]);
+        assert_eq!(reader.read_frame(&mut buf, 0), Ok(None));
+        let truncated = reader.connection_closed(&buf).unwrap();
+        assert_eq!(truncated, Rejected::Truncated { have: frame.len() - 1, declared });
+        assert_eq!(truncated.reason(), "truncated");
+        assert!(truncated.closes_connection());
+        assert_eq!(ConnectionPolicy::default().on_rejected(&truncated), ConnectionVerdict::Close);
+        assert_eq!(reader.reject_counts().truncated, 1);
+        assert_eq!(reader.reject_counts().by_reason()[7], ("truncated", 1));
+        assert_eq!(
+            truncated.to_string(),
+            format!(
+                "connection closed in the middle of a frame: {} bytes arrived of a frame declaring {declared} bytes",
+                frame.len() - 1
+            )
+        );
+        // Counted each time it happens (one per connection).
+        reader.connection_closed(&BytesMut::from(&b"x"[..]));
+        assert_eq!(reader.reject_counts().truncated, 2);
+        assert_eq!(reader.reject_counts().total(), 2);
     }
 }

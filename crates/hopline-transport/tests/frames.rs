@@ -1,12 +1,14 @@
-//! Frames through the public API: round trips, delivery in pieces, every rejection reason with a crafted
-//! frame, and the order in which the checks apply.
+//! Frames through the public API: round trips (control frames included), delivery in pieces, every
+//! rejection reason with a crafted frame (a connection closed mid-frame included), and the order in which
+//! the checks apply.
 
 mod common;
 
 use bytes::{BufMut, BytesMut};
 use common::*;
 use hopline_transport::{
-    ConnectionPolicy, ConnectionVerdict, Frame, FrameKind, FrameReader, Limits, Rejected, TransportKey, encode_frame,
+    ConnectionPolicy, ConnectionVerdict, Frame, FrameKind, FrameReader, Limits, Rejected, TransportKey,
+    control_encoded_len, encode_control_frame, encode_frame,
 };
 
 /// Offsets into an encoded frame (see the layout table in `frame.rs`).
@@ -84,6 +86,201 @@ fn payloads_are_slices_of_the_received_frame_not_copies() {
     for envelope in decoded.envelopes.iter().filter(|e| !e.payload.is_empty()) {
         assert!(range.contains(&envelope.payload.as_ptr()), "payload copied out of the frame");
     }
+}
+
+// Control frames.
+
+const READY: &[u8] = br#"{"type":"ready","worker":2,"pid":4242}"#;
+
+#[test]
+fn control_frames_round_trip_with_their_body() {
+    for body in [READY, b"".as_slice(), &[0u8, 0xFF, 0x7B][..], &vec![b'x'; 100_000][..]] {
+        let frame = control_frame(2, 1, body);
+        let decoded = read_one(&frame);
+        assert_eq!(decoded, frame);
+        assert_eq!(decoded.kind, FrameKind::Control);
+        assert_eq!(&decoded.body[..], body);
+        assert!(decoded.envelopes.is_empty());
+    }
+}
+
+#[test]
+fn encode_control_frame_appends_what_encode_frame_would() {
+    let mut out = BytesMut::from(&b"earlier"[..]);
+    let appended = encode_control_frame(2, 7, NOW_MS, READY, &key(), &mut out).unwrap();
+    assert_eq!(appended, control_encoded_len(READY.len()));
+    assert_eq!(out.len(), 7 + appended);
+    assert_eq!(&out[7..], &encode(&control_frame(2, 7, READY))[..]);
+    assert_eq!(encode_control_frame(2, 0, NOW_MS, READY, &key(), &mut out).ok(), None, "sequence 0");
+    assert_eq!(out.len(), 7 + appended, "a refused frame leaves the buffer as it was");
+}
+
+#[test]
+fn control_frame_delivered_one_byte_at_a_time_is_read_once_whole() {
+    let frame = control_frame(2, 1, READY);
+    let encoded = encode(&frame);
+    let mut reader = reader();
+    let mut buf = BytesMut::new();
+    for (i, byte) in encoded.iter().enumerate() {
+        assert_eq!(reader.read_frame(&mut buf, NOW_MS), Ok(None), "after {i} bytes");
+        assert_eq!(buf.len(), i);
+        buf.put_u8(*byte);
+    }
+    assert_eq!(reader.read_frame(&mut buf, NOW_MS), Ok(Some(frame)));
+    assert!(buf.is_empty());
+}
+
+#[test]
+fn control_frames_between_data_frames_are_read_in_order() {
+    let frames = [
+        control_frame(2, 1, READY),
+        data_frame(2, 2, many_envelopes(3)),
+        control_frame(2, 3, br#"{"type":"heartbeat"}"#),
+        Frame { kind: FrameKind::End, ..data_frame(2, 4, Vec::new()) },
+        control_frame(2, 5, br#"{"type":"stop"}"#),
+    ];
+    let mut buf = BytesMut::new();
+    for frame in &frames {
+        buf.extend_from_slice(&encode(frame));
+    }
+    let mut reader = reader();
+    for frame in frames {
+        assert_eq!(reader.read_frame(&mut buf, NOW_MS), Ok(Some(frame)));
+    }
+    assert_eq!(reader.read_frame(&mut buf, NOW_MS), Ok(None));
+}
+
+#[test]
+fn control_body_is_a_slice_of_the_received_frame_not_a_copy() {
+    let buf = encode(&control_frame(2, 1, READY));
+    let range = buf.as_ptr_range();
+    let mut buf = buf;
+    let decoded = reader().read_frame(&mut buf, NOW_MS).unwrap().unwrap();
+    assert!(range.contains(&decoded.body.as_ptr()), "body copied out of the frame");
+    assert_eq!(decoded.body.as_ptr(), range.start.wrapping_add(FIRST_ENVELOPE_AT));
+}
+
+#[test]
+fn every_flipped_bit_of_a_control_body_is_a_bad_signature() {
+    let encoded = encode(&control_frame(2, 1, READY));
+    for at in FIRST_ENVELOPE_AT..FIRST_ENVELOPE_AT + READY.len() {
+        for bit in [0, 3, 7] {
+            let mut tampered = BytesMut::from(&encoded[..]);
+            tampered[at] ^= 1 << bit;
+            let mut reader = reader();
+            assert_eq!(reader.read_frame(&mut tampered, NOW_MS), Err(Rejected::BadSignature), "byte {at} bit {bit}");
+            assert!(tampered.is_empty(), "consumed whole");
+        }
+    }
+}
+
+#[test]
+fn control_body_cut_or_extended_without_the_key_is_rejected() {
+    let encoded = encode(&control_frame(2, 1, READY));
+    let end = encoded.len() - 32;
+    // One byte less of body, length fixed up: the tag no longer covers what is there.
+    let mut shorter = encoded.to_vec();
+    shorter.remove(end - 1);
+    fix_length(&mut shorter);
+    assert_eq!(read_bytes(&mut reader(), &shorter), Err(Rejected::BadSignature));
+    let mut longer = encoded.to_vec();
+    longer.insert(end, b' ');
+    fix_length(&mut longer);
+    assert_eq!(read_bytes(&mut reader(), &longer), Err(Rejected::BadSignature));
+}
+
+#[test]
+fn signed_control_frame_with_an_envelope_count_is_malformed_and_does_not_burn_its_sequence() {
+    for count in [1u32, 2, u32::MAX] {
+        let mut crafted = encode(&control_frame(2, 9, READY)).to_vec();
+        crafted[COUNT_AT..COUNT_AT + 4].copy_from_slice(&count.to_be_bytes());
+        resign(&mut crafted, &KEY);
+        let mut reader = reader();
+        assert_eq!(read_bytes(&mut reader, &crafted), Err(Rejected::Malformed("only data frames carry envelopes")));
+        assert_eq!(reader.reject_counts().malformed, 1);
+        assert_eq!(ConnectionPolicy::default().on_rejected(&Rejected::Malformed("")), ConnectionVerdict::Close);
+        let genuine = control_frame(2, 9, READY);
+        assert_eq!(read_bytes(&mut reader, &encode(&genuine)), Ok(Some(genuine)));
+    }
+}
+
+#[test]
+fn heartbeat_and_end_frames_with_bytes_before_the_tag_stay_malformed() {
+    for kind in [FrameKind::Heartbeat, FrameKind::End] {
+        let mut crafted = encode(&Frame { kind, ..data_frame(2, 1, Vec::new()) }).to_vec();
+        let end = crafted.len() - 32;
+        crafted.splice(end..end, READY.iter().copied());
+        fix_length(&mut crafted);
+        resign(&mut crafted, &KEY);
+        assert_eq!(
+            read_bytes(&mut reader(), &crafted),
+            Err(Rejected::Malformed("trailing bytes after the last envelope")),
+            "{kind:?}"
+        );
+    }
+}
+
+#[test]
+fn control_frames_pass_the_same_freshness_and_replay_checks() {
+    let mut reader = reader();
+    let stale = Frame { timestamp_ms: NOW_MS - 60_000, ..control_frame(2, 1, READY) };
+    assert_eq!(
+        read_bytes(&mut reader, &encode(&stale)),
+        Err(Rejected::Expired { timestamp_ms: NOW_MS - 60_000, now_ms: NOW_MS })
+    );
+    let ready = encode(&control_frame(2, 1, READY));
+    assert!(read_bytes(&mut reader, &ready).unwrap().is_some());
+    assert_eq!(read_bytes(&mut reader, &ready), Err(Rejected::Replayed { sender: 2, sequence: 1 }));
+    // Control and data frames share the sender's sequence numbering.
+    assert_eq!(
+        read_bytes(&mut reader, &encode(&data_frame(2, 1, Vec::new()))),
+        Err(Rejected::Replayed { sender: 2, sequence: 1 })
+    );
+    let mut stranger = BytesMut::new();
+    encode_control_frame(2, 2, NOW_MS, READY, &TransportKey::from_bytes([9; 32]), &mut stranger).unwrap();
+    assert_eq!(reader.read_frame(&mut stranger, NOW_MS), Err(Rejected::BadSignature));
+}
+
+#[test]
+fn oversized_control_frame_is_rejected_from_its_prefix() {
+    let limits = Limits { max_frame_bytes: 1024, ..Limits::default() };
+    let mut reader = FrameReader::new(key(), limits).unwrap();
+    let body = vec![b'x'; 1024 - 56 + 1];
+    let encoded = encode(&control_frame(2, 1, &body));
+    let mut prefix = BytesMut::from(&encoded[..4]);
+    assert_eq!(reader.read_frame(&mut prefix, NOW_MS), Err(Rejected::Oversized { declared: 1025, max: 1024 }));
+    let at_limit = control_frame(2, 1, &body[1..]);
+    assert_eq!(read_bytes(&mut reader, &encode(&at_limit)), Ok(Some(at_limit)));
+}
+
+// A connection closed mid-frame.
+
+#[test]
+fn a_connection_closed_mid_frame_is_truncated_wherever_the_cut() {
+    let encoded = encode(&control_frame(2, 1, READY));
+    let declared = (encoded.len() - 4) as u32;
+    for cut in [1, 3, 4, 5, 27, 28, encoded.len() - 1] {
+        let mut reader = reader();
+        let mut policy = ConnectionPolicy::default();
+        let mut buf = BytesMut::from(&encoded[..cut]);
+        assert_eq!(policy.observe(&reader.read_frame(&mut buf, NOW_MS)), ConnectionVerdict::Continue);
+        let truncated = reader.connection_closed(&buf).expect("a partial frame");
+        let expected = if cut < 4 { 0 } else { declared };
+        assert_eq!(truncated, Rejected::Truncated { have: cut, declared: expected }, "cut at {cut}");
+        assert_eq!(policy.on_rejected(&truncated), ConnectionVerdict::Close);
+        assert_eq!(reader.reject_counts().truncated, 1);
+        assert_eq!(reader.reject_counts().total(), 1);
+    }
+}
+
+#[test]
+fn a_connection_closed_between_frames_is_not_truncated() {
+    let mut buf = encode(&control_frame(2, 1, READY));
+    buf.extend_from_slice(&encode(&data_frame(2, 2, many_envelopes(2))));
+    let mut reader = reader();
+    while reader.read_frame(&mut buf, NOW_MS).unwrap().is_some() {}
+    assert_eq!(reader.connection_closed(&buf), None);
+    assert_eq!(reader.reject_counts().total(), 0);
 }
 
 // Delivery in pieces.
@@ -488,6 +685,7 @@ fn rejections_never_show_the_key() {
         Rejected::BadSignature,
         Rejected::Replayed { sender: 1, sequence: 1 },
         Rejected::Malformed("envelope overruns the frame"),
+        Rejected::Truncated { have: 40, declared: 200 },
     ];
     let reader = reader();
     for text in rejections
@@ -502,6 +700,6 @@ fn rejections_never_show_the_key() {
     let labels: Vec<_> = rejections.iter().map(Rejected::reason).collect();
     assert_eq!(
         labels,
-        ["oversized", "unknown_kind", "bad_version", "expired", "bad_signature", "replayed", "malformed"]
+        ["oversized", "unknown_kind", "bad_version", "expired", "bad_signature", "replayed", "malformed", "truncated"]
     );
 }

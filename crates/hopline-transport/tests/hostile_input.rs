@@ -1,13 +1,14 @@
-//! `read_frame` under arbitrary input: random bytes, and valid frames mutated (with and without a fresh
-//! signature), delivered in random pieces. It never panics, never returns a frame that was not sent, and
-//! never holds more than one frame's worth of bytes.
+//! `read_frame` under arbitrary input: random bytes, and valid frames of every kind (`Control` included)
+//! mutated (with and without a fresh signature), delivered in random pieces, then the connection closed.
+//! It never panics, never returns a frame that was not sent, never holds more than one frame's worth of
+//! bytes, and counts a frame cut short by the close as truncated.
 
 mod common;
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
+use common::arb::*;
 use common::*;
-use hopline_model::{CorrelationId, EnvelopeHeader, Route, TraceContext};
-use hopline_transport::{Frame, FrameKind, FrameReader, Limits, Rejected, WireEnvelope, encode_frame};
+use hopline_transport::{Frame, FrameReader, Limits, Rejected};
 use proptest::prelude::*;
 
 const MAX_FRAME_BYTES: u32 = 4096;
@@ -16,69 +17,10 @@ fn small_reader() -> FrameReader {
     FrameReader::new(key(), Limits { max_frame_bytes: MAX_FRAME_BYTES, ..Limits::default() }).unwrap()
 }
 
-fn arb_envelope() -> impl Strategy<Value = WireEnvelope> {
-    let trace = proptest::option::of((any::<[u8; 16]>(), any::<[u8; 8]>(), any::<u8>()))
-        .prop_map(|t| t.map(|(trace_id, span_id, flags)| TraceContext { trace_id, span_id, flags }));
-    let route = (any::<u16>(), proptest::option::of(0..u16::MAX), any::<u16>())
-        .prop_map(|(process_group, handoff_from, route_hop)| Route { process_group, handoff_from, route_hop });
-    (any::<u64>(), any::<u128>(), trace, route, proptest::collection::vec(any::<u8>(), 0..48)).prop_map(
-        |(seq, correlation, trace, route, payload)| WireEnvelope {
-            header: EnvelopeHeader { seq, correlation_id: CorrelationId(correlation), trace, route },
-            payload: Bytes::from(payload),
-        },
-    )
-}
-
-fn arb_frame() -> impl Strategy<Value = Frame> {
-    let kind = prop_oneof![Just(FrameKind::Data), Just(FrameKind::Heartbeat), Just(FrameKind::End)];
-    (kind, any::<u16>(), 1..u64::MAX, -30_000i64..=30_000, proptest::collection::vec(arb_envelope(), 0..12)).prop_map(
-        |(kind, sender, sequence, skew, envelopes)| Frame {
-            kind,
-            sender,
-            sequence,
-            timestamp_ms: NOW_MS.checked_add_signed(skew).unwrap(),
-            envelopes: if kind == FrameKind::Data { envelopes } else { Vec::new() },
-        },
-    )
-}
-
-/// One change to an encoded frame.
-#[derive(Debug, Clone)]
-enum Mutation {
-    Flip { at: usize, mask: u8 },
-    Set { at: usize, value: u8 },
-    Truncate { at: usize },
-    Insert { at: usize, bytes: Vec<u8> },
-}
-
-fn arb_mutation() -> impl Strategy<Value = Mutation> {
-    prop_oneof![
-        (any::<usize>(), 1..=u8::MAX).prop_map(|(at, mask)| Mutation::Flip { at, mask }),
-        (any::<usize>(), any::<u8>()).prop_map(|(at, value)| Mutation::Set { at, value }),
-        any::<usize>().prop_map(|at| Mutation::Truncate { at }),
-        (any::<usize>(), proptest::collection::vec(any::<u8>(), 1..40))
-            .prop_map(|(at, bytes)| Mutation::Insert { at, bytes }),
-    ]
-}
-
-fn apply(bytes: &mut Vec<u8>, mutation: &Mutation) {
-    if bytes.is_empty() {
-        return;
-    }
-    let len = bytes.len();
-    match mutation {
-        Mutation::Flip { at, mask } => bytes[at % len] ^= mask,
-        Mutation::Set { at, value } => bytes[at % len] = *value,
-        Mutation::Truncate { at } => bytes.truncate(at % len),
-        Mutation::Insert { at, bytes: inserted } => {
-            bytes.splice(at % len..at % len, inserted.iter().copied());
-        }
-    }
-}
-
 /// Feeds `input` to `reader` in pieces of the given sizes (cycled), reading every frame it can after each
-/// piece, and stops at the first rejection that closes the connection. Checks the bounds on the way and
-/// returns every outcome.
+/// piece, and stops at the first rejection that closes the connection; at the end of the input the
+/// connection closes ([`FrameReader::connection_closed`]). Checks the bounds on the way and returns every
+/// outcome.
 fn feed(reader: &mut FrameReader, input: &[u8], pieces: &[usize]) -> Vec<Result<Frame, Rejected>> {
     let max = reader.limits().max_frame_bytes as usize;
     let mut buf = BytesMut::new();
@@ -113,13 +55,15 @@ fn feed(reader: &mut FrameReader, input: &[u8], pieces: &[usize]) -> Vec<Result<
             }
         }
     }
+    let left = buf.len();
+    match reader.connection_closed(&buf) {
+        None => assert_eq!(left, 0, "bytes left unreported at close"),
+        Some(truncated) => {
+            assert!(matches!(truncated, Rejected::Truncated { have, .. } if have == left && left > 0));
+            outcomes.push(Err(truncated));
+        }
+    }
     outcomes
-}
-
-fn encoded(frame: &Frame) -> Vec<u8> {
-    let mut out = BytesMut::new();
-    encode_frame(frame, &key(), &mut out).unwrap();
-    out.to_vec()
 }
 
 proptest! {
@@ -140,7 +84,7 @@ proptest! {
     fn arbitrary_bytes_behind_a_plausible_prefix_never_panic(
         declared in 0u32..6000,
         version in prop_oneof![Just(0xA1u8), any::<u8>()],
-        kind in 0u8..5,
+        kind in 0u8..6,
         body in proptest::collection::vec(any::<u8>(), 0..6000),
         pieces in proptest::collection::vec(1usize..600, 1..8),
     ) {
@@ -199,5 +143,29 @@ proptest! {
         for read in feed(&mut small_reader(), &input, &pieces).into_iter().flatten() {
             prop_assert_eq!(encoded(&read), input.clone());
         }
+    }
+
+    #[test]
+    fn control_bodies_up_to_the_limit_round_trip_in_any_pieces(
+        body in proptest::collection::vec(any::<u8>(), 0..=(MAX_FRAME_BYTES as usize - 56)),
+        sender in any::<u16>(),
+        pieces in proptest::collection::vec(1usize..600, 1..8),
+    ) {
+        let frame = control_frame(sender, 1, &body);
+        let outcomes = feed(&mut small_reader(), &encoded(&frame), &pieces);
+        prop_assert_eq!(outcomes, vec![Ok(frame)]);
+    }
+
+    #[test]
+    fn signed_control_frames_with_an_envelope_count_are_malformed(
+        body in proptest::collection::vec(any::<u8>(), 0..200),
+        count in 1u32..=u32::MAX,
+    ) {
+        let mut input = encoded(&control_frame(1, 1, &body));
+        input[24..28].copy_from_slice(&count.to_be_bytes());
+        resign(&mut input, &KEY);
+        let mut reader = small_reader();
+        let outcomes = feed(&mut reader, &input, &[input.len()]);
+        prop_assert_eq!(outcomes, vec![Err(Rejected::Malformed("only data frames carry envelopes"))]);
     }
 }

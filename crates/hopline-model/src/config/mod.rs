@@ -10,7 +10,8 @@
 //! app: fund_load
 //! scenario: baseline
 //! runtime:
-//!   profile: memory
+//!   profile: memory        # the default
+//!   batch_size: 1024       # the default; 1 ..= 65536
 //! source: { kind: ndjson, path: input.txt }
 //! sink: { kind: ndjson, path: "-" }
 //! nodes:
@@ -18,16 +19,67 @@
 //!   - kind: policies
 //!     params: { daily_amount: 5000.00 }
 //! ```
+//!
+//! A node's name is its `name:`, or its kind when none is given; names are unique, and `source`
+//! and `sink` are reserved for the two ends of the pipeline, in every profile.
+//!
+//! # The multiprocess profile
+//!
+//! `profile: multiprocess` splits the pipeline into process groups, each run by one worker
+//! process under a supervisor, handing its batches to the next group over signed frames. It
+//! accepts more keys (read into [`MultiprocessConfig`]); under `profile: memory` each of them,
+//! and the adapters' `group:`, is refused as applying only to `profile: multiprocess`.
+//!
+//! ```yaml
+//! runtime:
+//!   profile: multiprocess
+//!   batch_size: 1024
+//!   process_groups:                # required: the groups, top to bottom in pipeline order
+//!     - name: ingest               # a name like a node's, unique among the groups
+//!       nodes: [parse, time_keys, idempotency]   # node names, in pipeline order
+//!     - name: policy
+//!       nodes: [features, policies]
+//!     - name: egress
+//!       nodes: [format]
+//!   host: 127.0.0.1                # the default: where workers listen for and reach each other
+//!   ready_timeout: 10s             # the default: how long workers may take to start
+//!   stop_timeout: 10s              # the default: how long workers may take to stop
+//!   heartbeat_interval: 500ms      # the default
+//!   heartbeat_timeout: 5s          # the default; must be longer than heartbeat_interval
+//!   transport:                     # optional, as is each key in it
+//!     key: generate                # the default: a fresh key per run; or { file: path/to/key }
+//!                                  # (relative to the config's folder) or { env: VAR_NAME }
+//!     max_frame_bytes: 8388608     # the default; 56 ..= 1073741824
+//!     max_clock_skew: 30s          # the default
+//!     replay_window: 1024          # the default; 1 ..= 65536
+//! source: { kind: ndjson, path: in.txt, group: ingest }   # `group:` required
+//! sink: { kind: ndjson, path: "-", group: egress }        # `group:` required
+//! ```
+//!
+//! - Durations are a whole number with a unit, `ms`, `s` or `m` (`500ms`, `10s`, `2m`): more
+//!   than zero, at most an hour.
+//! - There are 1 to 65,534 groups (a group's index is its id on the wire).
+//! - The groups take the pipeline in order, each a consecutive stretch: reading them top to
+//!   bottom, with the source counted before the first node and the sink after the last, every
+//!   group holds one stretch of the chain, and the stretches come in chain order. So the first
+//!   group holds the source (`source.group`), the last the sink (`sink.group`), every node is in
+//!   exactly one group, a group lists its nodes in pipeline order, and every group holds
+//!   something (a group may hold only the source or only the sink).
 
 mod de;
+mod groups;
+mod runtime;
 pub mod tree;
 
+use std::collections::HashMap;
 use std::fmt;
 
 use serde::Deserialize;
 use serde::de::{DeserializeOwned, IgnoredAny};
 
 pub use de::DeError;
+pub use groups::ProcessGroup;
+pub use runtime::{KeySource, MultiprocessConfig, TransportConfig};
 pub use tree::{Pos, Yaml};
 
 /// A validated pipeline config. Adapter paths are as written (relative to the config file).
@@ -35,6 +87,9 @@ pub use tree::{Pos, Yaml};
 pub struct PipelineConfig {
     /// Where the config came from, as it appears in messages (usually the file path).
     pub origin: String,
+    /// The text the config was read from, so that another process (a multiprocess worker) can
+    /// read exactly the same config.
+    pub text: String,
     pub app: String,
     /// Where `app:` is written, for errors about it.
     pub app_pos: Pos,
@@ -47,14 +102,15 @@ pub struct PipelineConfig {
 }
 
 /// `runtime:`: how the pipeline runs.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RuntimeConfig {
-    #[serde(default)]
+    /// `profile:`; [`Profile::Memory`] unless given.
     pub profile: Profile,
     /// Envelopes read from the source and pushed through the nodes at a time.
-    #[serde(default = "RuntimeConfig::default_batch_size", deserialize_with = "batch_size")]
     pub batch_size: usize,
+    /// The multiprocess keys, validated: process groups, timeouts, transport.
+    /// Some exactly when `profile` is [`Profile::Multiprocess`].
+    pub multiprocess: Option<MultiprocessConfig>,
 }
 
 impl RuntimeConfig {
@@ -68,7 +124,7 @@ impl RuntimeConfig {
 
 impl Default for RuntimeConfig {
     fn default() -> Self {
-        RuntimeConfig { profile: Profile::default(), batch_size: Self::default_batch_size() }
+        RuntimeConfig { profile: Profile::default(), batch_size: Self::default_batch_size(), multiprocess: None }
     }
 }
 
@@ -90,6 +146,19 @@ pub enum Profile {
     /// Every node in one process, one thread, deterministic.
     #[default]
     Memory,
+    /// The nodes split into process groups, one supervised worker process each, handing batches
+    /// from group to group over signed frames (see [`MultiprocessConfig`]).
+    Multiprocess,
+}
+
+impl Profile {
+    /// The name as written in a config (`memory`, `multiprocess`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Profile::Memory => "memory",
+            Profile::Multiprocess => "multiprocess",
+        }
+    }
 }
 
 /// `source:` and `sink:`.
@@ -99,6 +168,10 @@ pub struct AdapterConfig {
     pub kind: AdapterKind,
     /// A file path, relative to the config file's folder, or `-` for stdin/stdout.
     pub path: String,
+    /// The process group that reads the source or writes the sink: required under
+    /// `profile: multiprocess` (and then names one of `runtime.process_groups`), refused otherwise.
+    #[serde(default)]
+    pub group: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -201,8 +274,10 @@ struct RawConfig {
     scenario: Name,
     #[serde(default)]
     description: Option<String>,
+    /// Read by `runtime::read` once the rest is known: which keys it accepts depends on its profile.
     #[serde(default)]
-    runtime: RuntimeConfig,
+    #[allow(dead_code)]
+    runtime: IgnoredAny,
     source: AdapterConfig,
     sink: AdapterConfig,
     nodes: Vec<RawNodeSpec>,
@@ -237,6 +312,10 @@ impl<'de> Deserialize<'de> for Name {
     }
 }
 
+/// Node names that name the ends of a pipeline (in process groups, reports and errors), refused
+/// for nodes in every profile.
+const RESERVED_NODE_NAMES: [&str; 2] = ["source", "sink"];
+
 impl PipelineConfig {
     /// Parses and validates a config. `origin` names it in error messages.
     pub fn from_yaml(origin: &str, text: &str) -> Result<PipelineConfig, ConfigError> {
@@ -258,11 +337,34 @@ impl PipelineConfig {
             _ => unreachable!("nodes was read as a list"),
         };
         let mut nodes: Vec<NodeSpec> = Vec::with_capacity(raw.nodes.len());
+        let mut first_named: HashMap<String, usize> = HashMap::with_capacity(raw.nodes.len());
         for (i, (spec, item)) in raw.nodes.into_iter().zip(items).enumerate() {
             let path = format!("nodes[{i}]");
             let name = spec.name.map(|n| n.0).unwrap_or_else(|| spec.kind.0.clone());
             let kind_pos = item.get("kind").map(|k| k.pos).unwrap_or(item.pos);
-            if let Some(first) = nodes.iter().find(|n| n.name == name) {
+            if let Some(end) = RESERVED_NODE_NAMES.iter().find(|&&r| r == name) {
+                return Err(match item.get("name") {
+                    Some(given) => ConfigError::at(
+                        origin,
+                        &format!("{path}.name"),
+                        given.pos,
+                        format!(
+                            "the node name `{name}` is reserved for the pipeline's {end}; give this node another `name:`"
+                        ),
+                    ),
+                    None => ConfigError::at(
+                        origin,
+                        &format!("{path}.kind"),
+                        kind_pos,
+                        format!(
+                            "the node name `{name}`, taken from its kind, is reserved for the pipeline's {end}; \
+                             give this node a `name:`"
+                        ),
+                    ),
+                });
+            }
+            if let Some(&first) = first_named.get(name.as_str()) {
+                let first: &NodeSpec = &nodes[first];
                 let at = item.get("name").map(|k| k.pos).unwrap_or(kind_pos);
                 return Err(ConfigError::at(
                     origin,
@@ -276,15 +378,18 @@ impl PipelineConfig {
                 path: format!("{path}.params"),
                 origin: origin.into(),
             };
+            first_named.insert(name.clone(), i);
             nodes.push(NodeSpec { kind: spec.kind.0, name, params, kind_pos, path });
         }
+        let runtime = runtime::read(origin, &tree, &nodes, &raw.source, &raw.sink)?;
         Ok(PipelineConfig {
             origin: origin.into(),
+            text: text.into(),
             app: raw.app.0,
             app_pos: tree.get("app").map(|n| n.pos).unwrap_or_default(),
             scenario: raw.scenario.0,
             description: raw.description,
-            runtime: raw.runtime,
+            runtime,
             source: raw.source,
             sink: raw.sink,
             nodes,

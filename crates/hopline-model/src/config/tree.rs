@@ -87,6 +87,13 @@ impl Yaml {
         entries.iter().find(|(k, _)| k.scalar_text() == Some(key)).map(|(_, v)| v)
     }
 
+    /// Where a key of a map node is written (the key itself, not its value).
+    pub fn key_pos(&self, key: &str) -> Option<Pos> {
+        let YamlValue::Map(entries) = &self.value else { return None };
+        entries.iter().find(|(k, _)| k.scalar_text() == Some(key)).map(|(k, _)| k.pos)
+    }
+
+    /// The text of a scalar node; `None` for sequences and maps.
     pub fn scalar_text(&self) -> Option<&str> {
         match &self.value {
             YamlValue::Scalar { text, .. } => Some(text),

@@ -37,6 +37,9 @@ pub enum SourceError {
     Read { path: String, source: std::io::Error },
     #[error("{path}: line {line} is longer than {max} bytes")]
     LineTooLong { path: String, line: u64, max: usize },
+    /// The link from the previous process group broke (multiprocess profile).
+    #[error("the link from process group `{from}` broke: {message}")]
+    Link { from: String, message: String },
 }
 
 /// A sink that cannot go on.
@@ -46,4 +49,7 @@ pub enum SinkError {
     Write { path: String, source: std::io::Error },
     #[error("the sink writes records, but event {seq} reached it as a `{kind}` message")]
     NotARecord { seq: u64, kind: &'static str },
+    /// Frames could not be sent to the next process group (multiprocess profile).
+    #[error("cannot send frames to process group `{to}`")]
+    Link { to: String, source: std::io::Error },
 }

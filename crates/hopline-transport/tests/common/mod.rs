@@ -2,6 +2,8 @@
 
 #![allow(dead_code)]
 
+pub mod arb;
+
 use bytes::{Bytes, BytesMut};
 use hmac::{Hmac, KeyInit, Mac};
 use hopline_model::{CorrelationId, EnvelopeHeader, Route, TraceContext};
@@ -47,7 +49,18 @@ pub fn envelope(seq: u64, traced: bool, payload: &[u8]) -> WireEnvelope {
 }
 
 pub fn data_frame(sender: u16, sequence: u64, envelopes: Vec<WireEnvelope>) -> Frame {
-    Frame { kind: FrameKind::Data, sender, sequence, timestamp_ms: NOW_MS, envelopes }
+    Frame { kind: FrameKind::Data, sender, sequence, timestamp_ms: NOW_MS, envelopes, body: Bytes::new() }
+}
+
+pub fn control_frame(sender: u16, sequence: u64, body: &[u8]) -> Frame {
+    Frame {
+        kind: FrameKind::Control,
+        sender,
+        sequence,
+        timestamp_ms: NOW_MS,
+        envelopes: Vec::new(),
+        body: Bytes::copy_from_slice(body),
+    }
 }
 
 pub fn encode(frame: &Frame) -> BytesMut {

@@ -1,0 +1,496 @@
+//! A worker: one process group's nodes in their own process, between the previous group (or
+//! the source) and the next group (or the sink).
+//!
+//! The worker builds its nodes once from the config text of its bootstrap, binds its data
+//! port, says HELLO on its control connection, connects to the next group once the
+//! supervisor names it, opens its source or sink, says READY, and starts on START. It then
+//! runs the memory profile's executor over its own nodes: the upstream link is its source,
+//! the downstream link its sink. A node error or panic, a broken link, a source or sink
+//! failure becomes a FAILED message with the place and the cause, and exit code 1.
+//!
+//! A worker never outlives its supervisor: it asks the kernel for SIGKILL when its parent
+//! dies (Linux), checks that its parent is the supervisor that started it, and exits when
+//! its control connection closes before the run is over.
+
+use std::net::{TcpListener, TcpStream};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use hopline_model::config::MultiprocessConfig;
+use hopline_model::{
+    Envelope, LineMessage, Message, NodeError, NodeReport, Pipeline, PipelineConfig, Registry, WireMessage,
+};
+use hopline_transport::{FrameReader, Limits};
+
+use super::bootstrap::Bootstrap;
+use super::control::{ControlReader, ControlWriter, GroupStatus, SUPERVISOR, ToSupervisor, ToWorker};
+use super::failure::{Failure, FailureKind, chain};
+use super::link::{LinkCounters, LinkSender, spawn_listener};
+use crate::adapters::{NdjsonSink, NdjsonSource, Sink, SinkError, Source, SourceError};
+use crate::memory;
+use crate::run::{Progress, RunError};
+
+/// Exit code of a worker that failed after reaching its supervisor (the failure was sent).
+pub const EXIT_FAILED: i32 = 1;
+/// Exit code of a worker that could not bootstrap (its stderr says why).
+pub const EXIT_BOOTSTRAP: i32 = 2;
+/// Exit code of a worker whose supervisor went away.
+pub const EXIT_ORPHANED: i32 = 3;
+
+/// Runs one worker to the end and returns its exit code.
+pub fn run_worker<M: LineMessage + WireMessage>(registry: &Registry<M>, boot: Bootstrap) -> i32 {
+    if !die_with_supervisor(boot.supervisor_pid) {
+        eprintln!("hopline worker: started by pid {}, not by a hopline supervisor; exiting", parent_pid());
+        return EXIT_ORPHANED;
+    }
+    install_panic_hook();
+    match Worker::start(registry, &boot) {
+        Ok(worker) => worker.run(),
+        Err(message) => {
+            eprintln!("hopline worker (group {}): {message}", boot.group);
+            EXIT_BOOTSTRAP
+        }
+    }
+}
+
+/// Counters the heartbeat thread reads while the executor runs.
+#[derive(Default)]
+struct Counters {
+    records_in: AtomicU64,
+    records_out: AtomicU64,
+    bytes_read: AtomicU64,
+    bytes_total: AtomicU64,
+    link: Arc<LinkCounters>,
+}
+
+struct Worker<M: Message> {
+    group: String,
+    pid: u32,
+    holds_source: bool,
+    pipeline: Pipeline<M>,
+    source: Box<dyn Source<M>>,
+    sink: Box<dyn Sink<M>>,
+    downstream: Option<LinkSender<M>>,
+    batch_size: usize,
+    control: Arc<Mutex<ControlWriter>>,
+    /// The supervisor's messages; moved to the control thread at START.
+    control_reader: Option<ControlReader>,
+    rejects: Option<Arc<Mutex<FrameReader>>>,
+    counters: Arc<Counters>,
+    heartbeat_interval: Duration,
+    stop: Arc<AtomicBool>,
+}
+
+impl<M: LineMessage + WireMessage> Worker<M> {
+    /// Everything up to READY. Errors before the control connection exists go to stderr;
+    /// after that they go to the supervisor as FAILED.
+    fn start(registry: &Registry<M>, boot: &Bootstrap) -> Result<Worker<M>, String> {
+        let config = PipelineConfig::from_yaml(&boot.config_origin, &boot.config_text).map_err(|e| e.to_string())?;
+        let mp: &MultiprocessConfig =
+            config.runtime.multiprocess.as_ref().ok_or("the config is not for the multiprocess profile")?;
+        let group = mp
+            .groups
+            .get(usize::from(boot.group))
+            .ok_or_else(|| format!("the config has no process group {}", boot.group))?
+            .clone();
+        let pid = std::process::id();
+        let mut pipeline = registry.build(&config, &[M::LINE], &[M::RECORD]).map_err(|e| e.to_string())?;
+        let stages: Vec<_> = pipeline.stages.drain(group.nodes.clone()).collect();
+        let pipeline = Pipeline { stages };
+        let counters = Arc::new(Counters::default());
+        let skew_ms = mp.transport.max_clock_skew.as_millis() as u64;
+
+        // The data port, before HELLO, so HELLO can say where it is.
+        let listener = if group.index > 0 {
+            let listener = TcpListener::bind((mp.host.as_str(), 0))
+                .map_err(|e| format!("cannot bind a data port on {}: {e}", mp.host))?;
+            Some(listener)
+        } else {
+            None
+        };
+        let data_addr = match &listener {
+            Some(l) => Some(l.local_addr().map_err(|e| e.to_string())?.to_string()),
+            None => None,
+        };
+
+        let stream = TcpStream::connect(boot.control_addr)
+            .map_err(|e| format!("cannot connect to the supervisor at {}: {e}", boot.control_addr))?;
+        let _ = stream.set_nodelay(true);
+        let read_half = stream.try_clone().map_err(|e| e.to_string())?;
+        let mut control = ControlWriter::new(stream, boot.key.for_link(group.index, SUPERVISOR), group.index);
+        let mut control_reader = ControlReader::new(read_half, boot.key.for_link(SUPERVISOR, group.index), skew_ms);
+        control
+            .send(&ToSupervisor::Hello { group: group.index, pid, data_addr })
+            .map_err(|e| format!("cannot greet the supervisor: {e}"))?;
+        let control = Arc::new(Mutex::new(control));
+        let fail = |kind: FailureKind, node: Option<&str>, cause: String| -> String {
+            let mut failure = Failure::new(kind, &group.name, Some(pid), cause.clone());
+            failure.node = node.map(str::to_string);
+            let message = ToSupervisor::Failed { failure, status: GroupStatus::default(), nodes: Vec::new() };
+            let _ = control.lock().expect("control lock").send(&message);
+            cause
+        };
+
+        let downstream_addr = match control_reader.recv::<ToWorker>() {
+            Ok(ToWorker::Peers { downstream }) => downstream,
+            Ok(other) => return Err(fail(FailureKind::LifecycleStart, None, format!("expected PEERS, got {other:?}"))),
+            Err(e) => return Err(format!("no PEERS from the supervisor: {e}")),
+        };
+
+        // Input: the source, or frames from the previous group.
+        let mut rejects = None;
+        let source: Box<dyn Source<M>> = if group.source {
+            let source = NdjsonSource::open(&boot.input, boot.correlation_id)
+                .map_err(|e| fail(FailureKind::Execution, Some("source"), chain(&e)))?;
+            Box::new(source)
+        } else {
+            let upstream = &mp.groups[usize::from(group.index) - 1];
+            let limits = Limits {
+                max_frame_bytes: mp.transport.max_frame_bytes,
+                max_clock_skew_ms: skew_ms,
+                replay_window: mp.transport.replay_window,
+            };
+            let reader = FrameReader::new(boot.key.for_link(upstream.index, group.index), limits)
+                .map_err(|e| fail(FailureKind::LifecycleStart, None, e.to_string()))?;
+            let reader = Arc::new(Mutex::new(reader));
+            rejects = Some(Arc::clone(&reader));
+            let listener = listener.expect("bound above for every group after the first");
+            let source = spawn_listener::<M>(listener, reader, upstream.index, &upstream.name, counters.link.clone())
+                .map_err(|e| {
+                fail(FailureKind::LifecycleStart, None, format!("cannot start the data listener: {e}"))
+            })?;
+            Box::new(source)
+        };
+
+        // Output: the sink, or frames to the next group.
+        let (sink, downstream): (Box<dyn Sink<M>>, Option<LinkSender<M>>) = if group.sink {
+            let sink =
+                NdjsonSink::create(&boot.output).map_err(|e| fail(FailureKind::Execution, Some("sink"), chain(&e)))?;
+            (Box::new(sink), None)
+        } else {
+            let next = &mp.groups[usize::from(group.index) + 1];
+            let addr = downstream_addr.ok_or_else(|| {
+                fail(FailureKind::LifecycleStart, None, format!("the supervisor named no address for `{}`", next.name))
+            })?;
+            let stream = TcpStream::connect(&addr).map_err(|e| {
+                fail(FailureKind::Transport, None, format!("cannot connect to `{}` at {addr}: {e}", next.name))
+            })?;
+            let _ = stream.set_nodelay(true);
+            let sender = LinkSender::new(
+                stream,
+                &boot.key,
+                group.index,
+                next.index,
+                &next.name,
+                mp.transport.max_frame_bytes,
+                config.runtime.batch_size,
+                counters.link.clone(),
+            );
+            (Box::new(NoSink), Some(sender))
+        };
+
+        control.lock().expect("control lock").send(&ToSupervisor::Ready).map_err(|e| e.to_string())?;
+        Ok(Worker {
+            group: group.name.clone(),
+            pid,
+            holds_source: group.source,
+            pipeline,
+            source,
+            sink,
+            downstream,
+            batch_size: config.runtime.batch_size,
+            control,
+            control_reader: Some(control_reader),
+            rejects,
+            counters,
+            heartbeat_interval: mp.heartbeat_interval,
+            stop: Arc::new(AtomicBool::new(false)),
+        })
+    }
+
+    /// From START to DONE or FAILED.
+    fn run(mut self) -> i32 {
+        let start = self.control_reader.as_mut().expect("taken only after START").recv::<ToWorker>();
+        match start {
+            Ok(ToWorker::Start) => {}
+            Ok(ToWorker::Stop) => self.stop.store(true, Ordering::SeqCst),
+            Ok(other) => {
+                self.send_failure(Failure::new(
+                    FailureKind::LifecycleStart,
+                    &self.group,
+                    Some(self.pid),
+                    format!("expected START, got {other:?}"),
+                ));
+                return EXIT_FAILED;
+            }
+            Err(e) => {
+                eprintln!("hopline worker `{}`: the supervisor went away before START ({e}); exiting", self.group);
+                return EXIT_ORPHANED;
+            }
+        }
+        let finished = Arc::new(AtomicBool::new(false));
+        self.spawn_control_thread(Arc::clone(&finished));
+        self.spawn_heartbeat_thread(Arc::clone(&finished));
+
+        let result = self.execute();
+        let status = self.status();
+        let nodes: Vec<(String, NodeReport)> =
+            self.pipeline.stages.iter().map(|s| (s.info.name.clone(), s.node.report())).collect();
+        finished.store(true, Ordering::SeqCst);
+        let mut control = self.control.lock().expect("control lock");
+        match result {
+            Ok(()) => match control.send(&ToSupervisor::Done { status, nodes }) {
+                Ok(()) => 0,
+                Err(_) => EXIT_ORPHANED,
+            },
+            Err(error) => {
+                let failure = self.describe(&error);
+                let _ = control.send(&ToSupervisor::Failed { failure, status, nodes });
+                EXIT_FAILED
+            }
+        }
+    }
+
+    fn execute(&mut self) -> Result<(), RunError> {
+        let counters = Arc::clone(&self.counters);
+        let mut on_progress = |p: Progress| {
+            counters.records_in.store(p.records_in, Ordering::Relaxed);
+            counters.records_out.store(p.records_out, Ordering::Relaxed);
+            counters.bytes_read.store(p.bytes_read, Ordering::Relaxed);
+            counters.bytes_total.store(p.bytes_total.unwrap_or(u64::MAX), Ordering::Relaxed);
+        };
+        let mut source = Stoppable { inner: &mut *self.source, stop: &self.stop };
+        let sink: &mut dyn Sink<M> = match &mut self.downstream {
+            Some(link) => link,
+            None => &mut *self.sink,
+        };
+        let pipeline = &mut self.pipeline;
+        let batch_size = self.batch_size;
+        let result = catch_unwind(AssertUnwindSafe(|| {
+            memory::execute(pipeline, &mut source, sink, batch_size, &mut on_progress)
+        }))
+        .unwrap_or_else(|payload| {
+            // A node panicked: name it and the events it was on, from the executor's record.
+            let message = panic_message(payload.as_ref());
+            let (node, message) = match memory::current_work() {
+                Some(work) => (
+                    pipeline.stages[work.stage].info.name.clone(),
+                    match work.seqs {
+                        Some((first, last)) => format!("{message} (while processing events {first} to {last})"),
+                        None => format!("{message} (while finishing)"),
+                    },
+                ),
+                None => ("(executor)".into(), message),
+            };
+            Err(RunError::Node { node, seq: None, error: NodeError::Panicked { message } })
+        });
+        match (&result, &mut self.downstream) {
+            (Ok(counts), Some(link)) => {
+                self.counters.records_out.store(counts.records_out, Ordering::Relaxed);
+                link.finish().map_err(RunError::Sink)
+            }
+            (Ok(counts), None) => {
+                self.counters.records_out.store(counts.records_out, Ordering::Relaxed);
+                Ok(())
+            }
+            (Err(_), _) => {
+                // Whatever reached the sink is flushed, so the output holds every record the
+                // summary counts.
+                let _ = self.sink.flush();
+                result.map(|_| ())
+            }
+        }
+    }
+
+    fn describe(&self, error: &RunError) -> Failure {
+        let mut failure = Failure::new(FailureKind::Execution, &self.group, Some(self.pid), String::new());
+        match error {
+            RunError::Node { node, seq, error } => {
+                failure.node = Some(node.clone());
+                failure.seq = if matches!(error, NodeError::Panicked { .. }) { None } else { *seq };
+                failure.cause = chain(error);
+            }
+            RunError::Source(e @ SourceError::Link { .. }) => {
+                failure.kind = FailureKind::Transport;
+                failure.cause = chain(e);
+            }
+            RunError::Source(e) => {
+                failure.node = Some("source".into());
+                failure.cause = chain(e);
+            }
+            RunError::Sink(e @ SinkError::Link { .. }) => {
+                failure.kind = FailureKind::Transport;
+                failure.cause = chain(e);
+            }
+            RunError::Sink(e) => {
+                failure.node = Some("sink".into());
+                failure.stdout_closed = matches!(
+                    e,
+                    SinkError::Write { path, source }
+                        if path == "stdout" && source.kind() == std::io::ErrorKind::BrokenPipe
+                );
+                failure.cause = chain(e);
+            }
+            other => failure.cause = chain(other),
+        }
+        failure
+    }
+
+    fn status(&self) -> GroupStatus {
+        status_of(&self.counters, self.rejects.as_ref(), self.holds_source)
+    }
+
+    fn send_failure(&self, failure: Failure) {
+        let message = ToSupervisor::Failed { failure, status: self.status(), nodes: Vec::new() };
+        let _ = self.control.lock().expect("control lock").send(&message);
+    }
+
+    /// Reads STOP from the supervisor; exits the process if the supervisor goes away.
+    fn spawn_control_thread(&mut self, finished: Arc<AtomicBool>) {
+        let Some(mut reader) = self.control_reader.take() else { return };
+        let stop = Arc::clone(&self.stop);
+        let group = self.group.clone();
+        let _ = std::thread::Builder::new().name("control".into()).spawn(move || {
+            loop {
+                match reader.recv::<ToWorker>() {
+                    Ok(ToWorker::Stop) => stop.store(true, Ordering::SeqCst),
+                    Ok(_) => {}
+                    Err(e) => {
+                        if !finished.load(Ordering::SeqCst) {
+                            eprintln!("hopline worker `{group}`: lost the supervisor ({e}); exiting");
+                            std::process::exit(EXIT_ORPHANED);
+                        }
+                        return;
+                    }
+                }
+            }
+        });
+    }
+
+    fn spawn_heartbeat_thread(&self, finished: Arc<AtomicBool>) {
+        let control = Arc::clone(&self.control);
+        let counters = Arc::clone(&self.counters);
+        let rejects = self.rejects.clone();
+        let holds_source = self.holds_source;
+        let interval = self.heartbeat_interval;
+        let _ = std::thread::Builder::new().name("heartbeat".into()).spawn(move || {
+            loop {
+                std::thread::sleep(interval);
+                if finished.load(Ordering::SeqCst) {
+                    return;
+                }
+                let status = status_of(&counters, rejects.as_ref(), holds_source);
+                let mut control = control.lock().expect("control lock");
+                if finished.load(Ordering::SeqCst) || control.send(&ToSupervisor::Heartbeat { status }).is_err() {
+                    return;
+                }
+            }
+        });
+    }
+}
+
+fn status_of(counters: &Counters, rejects: Option<&Arc<Mutex<FrameReader>>>, holds_source: bool) -> GroupStatus {
+    let link = &counters.link;
+    let rejects = match rejects {
+        Some(reader) => {
+            let counts = *reader.lock().expect("frame reader lock").reject_counts();
+            counts.by_reason().iter().filter(|(_, n)| *n > 0).map(|(r, n)| (r.to_string(), *n)).collect()
+        }
+        None => Vec::new(),
+    };
+    let total = counters.bytes_total.load(Ordering::Relaxed);
+    GroupStatus {
+        records_in: counters.records_in.load(Ordering::Relaxed),
+        records_out: counters.records_out.load(Ordering::Relaxed),
+        frames_sent: link.frames_sent.load(Ordering::Relaxed),
+        bytes_sent: link.bytes_sent.load(Ordering::Relaxed),
+        frames_received: link.frames_received.load(Ordering::Relaxed),
+        bytes_received: link.bytes_received.load(Ordering::Relaxed),
+        rejects,
+        refused_connections: link.refused_connections.load(Ordering::Relaxed),
+        source_bytes: holds_source
+            .then(|| (counters.bytes_read.load(Ordering::Relaxed), (total != u64::MAX).then_some(total))),
+    }
+}
+
+/// A source that reports exhaustion once a stop is requested: the drain of a graceful stop.
+struct Stoppable<'a, M> {
+    inner: &'a mut dyn Source<M>,
+    stop: &'a AtomicBool,
+}
+
+impl<M: Message> Source<M> for Stoppable<'_, M> {
+    fn next_batch(&mut self, out: &mut Vec<Envelope<M>>, max: usize) -> Result<bool, SourceError> {
+        if self.stop.load(Ordering::SeqCst) {
+            return Ok(false);
+        }
+        self.inner.next_batch(out, max)
+    }
+
+    fn position(&self) -> (u64, Option<u64>) {
+        self.inner.position()
+    }
+}
+
+/// The sink of a group that sends downstream instead (never written to).
+struct NoSink;
+
+impl<M: Message> Sink<M> for NoSink {
+    fn write_batch(&mut self, batch: &mut Vec<Envelope<M>>) -> Result<(), SinkError> {
+        batch.clear();
+        Ok(())
+    }
+    fn flush(&mut self) -> Result<(), SinkError> {
+        Ok(())
+    }
+}
+
+/// The last panic's message and place, recorded by the worker's panic hook (which prints
+/// nothing: the supervisor reports the panic with its place).
+static LAST_PANIC: Mutex<Option<String>> = Mutex::new(None);
+
+fn install_panic_hook() {
+    std::panic::set_hook(Box::new(|info| {
+        let message = panic_message(info.payload());
+        let text = match info.location() {
+            Some(at) => format!("{message} at {}:{}:{}", at.file(), at.line(), at.column()),
+            None => message,
+        };
+        if let Ok(mut last) = LAST_PANIC.lock() {
+            *last = Some(text);
+        }
+    }));
+}
+
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(recorded) = LAST_PANIC.lock().ok().and_then(|mut last| last.take()) {
+        return recorded;
+    }
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "a panic without a message".into()
+    }
+}
+
+fn parent_pid() -> u32 {
+    std::os::unix::process::parent_id()
+}
+
+/// Asks for SIGKILL when the parent dies, then checks the parent is still the supervisor
+/// (it may have died before the request took effect).
+#[cfg(target_os = "linux")]
+fn die_with_supervisor(supervisor_pid: u32) -> bool {
+    // SAFETY: prctl(PR_SET_PDEATHSIG) reads its integer arguments only; no memory is shared.
+    let rc = unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) };
+    rc == 0 && parent_pid() == supervisor_pid
+}
+
+#[cfg(not(target_os = "linux"))]
+fn die_with_supervisor(supervisor_pid: u32) -> bool {
+    parent_pid() == supervisor_pid
+}
