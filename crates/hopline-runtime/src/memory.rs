@@ -58,6 +58,9 @@ pub fn execute<M: Message>(
         push_through(pipeline, &mut buffers, 0)?;
         counts.records_out += buffers[stages].len() as u64;
         sink.write_batch(&mut buffers[stages]).map_err(RunError::Sink)?;
+        if more && source.idle() {
+            sink.flush().map_err(RunError::Sink)?;
+        }
         // Transform nodes hand the batch's allocation along from buffer to buffer; give it
         // back to the source, so every batch reuses the one allocation that is in cache.
         buffers.swap(0, stages);

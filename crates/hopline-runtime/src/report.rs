@@ -142,7 +142,8 @@ impl RunReport {
             writeln!(f, "  transport rejects: none")
         } else {
             let total: u64 = rejects.iter().map(|(_, n)| n).sum();
-            let each: Vec<String> = rejects.iter().map(|(r, n)| format!("{} {r}", thousands(*n))).collect();
+            let each: Vec<String> =
+                rejects.iter().map(|(r, n)| format!("{} {}", thousands(*n), r.replace('_', " "))).collect();
             writeln!(f, "  transport rejects: {} ({})", thousands(total), each.join(", "))
         }
     }

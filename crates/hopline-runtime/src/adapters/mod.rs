@@ -19,6 +19,13 @@ pub trait Source<M: Message> {
 
     /// Bytes consumed so far and the total if known, for progress display.
     fn position(&self) -> (u64, Option<u64>);
+
+    /// Whether the next batch would have to wait for input. The executor flushes the sink
+    /// then, so that records reach it while the input is quiet (a stream on stdin, a slow
+    /// upstream group) instead of waiting in a buffer for the next burst.
+    fn idle(&mut self) -> bool {
+        false
+    }
 }
 
 /// Where records go.

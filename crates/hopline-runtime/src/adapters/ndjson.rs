@@ -135,6 +135,8 @@ impl<M: LineMessage, R: Read> Source<M> for NdjsonSource<R> {
             let rest = &self.chunk[self.at..];
             let end = match memchr::memchr(b'\n', rest) {
                 Some(i) => i,
+                // Hand over what is here rather than wait for input to fill the batch.
+                None if !self.eof && produced > 0 => return Ok(true),
                 None if !self.eof => {
                     self.refill()?;
                     continue;
@@ -160,6 +162,10 @@ impl<M: LineMessage, R: Read> Source<M> for NdjsonSource<R> {
 
     fn position(&self) -> (u64, Option<u64>) {
         (self.bytes_read, self.total)
+    }
+
+    fn idle(&mut self) -> bool {
+        !self.eof && memchr::memchr(b'\n', &self.chunk[self.at..]).is_none()
     }
 }
 

@@ -83,6 +83,8 @@ impl<M: WireMessage> LinkSender<M> {
         max_envelopes: usize,
         counters: Arc<LinkCounters>,
     ) -> LinkSender<M> {
+        // One small frame must leave at once, not wait for Nagle's timer.
+        let _ = stream.set_nodelay(true);
         LinkSender {
             stream,
             key: run_key.for_link(from, to),
@@ -196,18 +198,24 @@ pub enum Inbound<M> {
 /// The receiving group's [`Source`]: batches from the previous group, in order.
 pub struct UpstreamSource<M> {
     rx: Receiver<Inbound<M>>,
+    /// A message taken off the channel by [`Source::idle`], delivered next.
+    peeked: Option<Inbound<M>>,
     from_name: String,
 }
 
 impl<M> UpstreamSource<M> {
     pub fn new(rx: Receiver<Inbound<M>>, from_name: &str) -> UpstreamSource<M> {
-        UpstreamSource { rx, from_name: from_name.into() }
+        UpstreamSource { rx, peeked: None, from_name: from_name.into() }
     }
 }
 
 impl<M: hopline_model::Message> Source<M> for UpstreamSource<M> {
     fn next_batch(&mut self, out: &mut Vec<Envelope<M>>, _max: usize) -> Result<bool, SourceError> {
-        match self.rx.recv() {
+        let next = match self.peeked.take() {
+            Some(inbound) => Ok(inbound),
+            None => self.rx.recv(),
+        };
+        match next {
             Ok(Inbound::Batch(mut batch)) => {
                 out.append(&mut batch);
                 Ok(true)
@@ -222,6 +230,13 @@ impl<M: hopline_model::Message> Source<M> for UpstreamSource<M> {
 
     fn position(&self) -> (u64, Option<u64>) {
         (0, None)
+    }
+
+    fn idle(&mut self) -> bool {
+        if self.peeked.is_none() {
+            self.peeked = self.rx.try_recv().ok();
+        }
+        self.peeked.is_none()
     }
 }
 

@@ -432,6 +432,10 @@ impl<M: Message> Source<M> for Stoppable<'_, M> {
     fn position(&self) -> (u64, Option<u64>) {
         self.inner.position()
     }
+
+    fn idle(&mut self) -> bool {
+        self.inner.idle()
+    }
 }
 
 /// The sink of a group that sends downstream instead (never written to).

@@ -1,0 +1,588 @@
+//! The multiprocess profile with real processes: the `hopline` supervisor, its workers, real
+//! TCP links on ephemeral ports, real signals.
+//!
+//! Every run is held by a [`Run`] guard that SIGKILLs the supervisor and every worker it
+//! started (their pids come from the `--verbose` lifecycle log) when the test ends, panics
+//! included. Waits poll for a condition with a deadline; none sleeps for a fixed time to let
+//! something happen.
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::BytesMut;
+use hopline_transport::{FrameKind, TransportKey, encode_frame};
+
+const PATIENCE: Duration = Duration::from_secs(60);
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+}
+
+fn fixture(name: &str) -> PathBuf {
+    repo().join("tests/fixtures/fund_load").join(name)
+}
+
+fn mp_config(scenario: &str) -> PathBuf {
+    repo().join("pipelines/fund_load/multiprocess").join(format!("{scenario}.yml"))
+}
+
+fn memory_config(scenario: &str) -> PathBuf {
+    repo().join("pipelines/fund_load").join(format!("{scenario}.yml"))
+}
+
+fn hopline_bin() -> PathBuf {
+    assert_cmd::cargo::cargo_bin("hopline")
+}
+
+/// Text that grows while a child writes it, readable at any time.
+#[derive(Clone, Default)]
+struct Captured(Arc<(Mutex<Vec<u8>>, Condvar)>);
+
+impl Captured {
+    fn spawn_reader(mut from: impl Read + Send + 'static) -> Captured {
+        let captured = Captured::default();
+        let sink = captured.clone();
+        std::thread::spawn(move || {
+            let mut chunk = [0u8; 8192];
+            while let Ok(n) = from.read(&mut chunk) {
+                if n == 0 {
+                    break;
+                }
+                let (bytes, changed) = &*sink.0;
+                bytes.lock().unwrap().extend_from_slice(&chunk[..n]);
+                changed.notify_all();
+            }
+        });
+        captured
+    }
+
+    fn bytes(&self) -> Vec<u8> {
+        self.0.0.lock().unwrap().clone()
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.bytes()).into_owned()
+    }
+
+    /// Waits until `ready` holds for the text so far, or panics after [`PATIENCE`].
+    fn wait_for(&self, what: &str, ready: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + PATIENCE;
+        let (bytes, changed) = &*self.0;
+        let mut guard = bytes.lock().unwrap();
+        loop {
+            let text = String::from_utf8_lossy(&guard).into_owned();
+            if ready(&text) {
+                return text;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(!left.is_zero(), "timed out waiting for {what}; so far:\n{text}");
+            guard = changed.wait_timeout(guard, left.min(Duration::from_millis(200))).unwrap().0;
+        }
+    }
+}
+
+/// A running `hopline run -v`, killed with all its workers when dropped.
+struct Run {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    stdout: Captured,
+    stderr: Captured,
+}
+
+impl Run {
+    /// Starts `hopline run -v CONFIG ARGS...`; with `feed_stdin`, the test writes its stdin.
+    fn start(config: &Path, args: &[&str], feed_stdin: bool) -> Run {
+        let mut child = Command::new(hopline_bin())
+            .arg("run")
+            .arg("-v")
+            .arg(config)
+            .args(args)
+            .stdin(if feed_stdin { Stdio::piped() } else { Stdio::null() })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start hopline");
+        let stdout = Captured::spawn_reader(child.stdout.take().unwrap());
+        let stderr = Captured::spawn_reader(child.stderr.take().unwrap());
+        let stdin = child.stdin.take();
+        Run { child, stdin, stdout, stderr }
+    }
+
+    fn write_input(&mut self, bytes: &[u8]) {
+        self.stdin.as_mut().expect("stdin is fed").write_all(bytes).unwrap();
+        self.stdin.as_mut().unwrap().flush().unwrap();
+    }
+
+    fn close_input(&mut self) {
+        self.stdin.take();
+    }
+
+    fn wait_started(&self) {
+        self.stderr.wait_for("all workers ready", |t| t.contains("starting ingress"));
+    }
+
+    /// The pid of group `group`'s worker, from the lifecycle log.
+    fn worker_pid(&self, group: &str) -> u32 {
+        let needle = format!("worker `{group}` spawned (pid ");
+        let text = self.stderr.wait_for(&needle, |t| t.contains(&needle));
+        let rest = &text[text.find(&needle).unwrap() + needle.len()..];
+        rest[..rest.find(')').unwrap()].parse().unwrap()
+    }
+
+    fn worker_pids(&self) -> Vec<u32> {
+        self.stderr
+            .text()
+            .lines()
+            .filter_map(|line| {
+                let at = line.find("spawned (pid ")? + "spawned (pid ".len();
+                line[at..].split(')').next()?.parse().ok()
+            })
+            .collect()
+    }
+
+    /// Where group `group` takes frames, from the lifecycle log.
+    fn data_addr(&self, group: &str) -> SocketAddr {
+        let needle = format!("worker `{group}` (pid ");
+        let text = self
+            .stderr
+            .wait_for("a data port", |t| t.lines().any(|l| l.contains(&needle) && l.contains("takes frames on ")));
+        let line = text.lines().find(|l| l.contains(&needle) && l.contains("takes frames on ")).unwrap();
+        line.rsplit(' ').next().unwrap().parse().unwrap()
+    }
+
+    fn wait(&mut self) -> ExitStatus {
+        self.close_input();
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                // The readers drain what the pipes still hold.
+                let _ = self.stderr.wait_for("stderr to settle", |_| true);
+                std::thread::sleep(Duration::from_millis(50));
+                return status;
+            }
+            assert!(Instant::now() < deadline, "hopline did not exit; stderr:\n{}", self.stderr.text());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn signal(&self, signal: i32) {
+        // SAFETY: kill(2) with a pid we started and a signal number; no memory is involved.
+        unsafe { libc::kill(self.child.id() as i32, signal) };
+    }
+}
+
+impl Drop for Run {
+    fn drop(&mut self) {
+        for pid in self.worker_pids() {
+            // SAFETY: as above; a pid that is gone makes kill fail harmlessly.
+            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Whether `pid` is a live process (a zombie counts as gone).
+fn alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => {
+            let state = stat.rsplit(')').next().and_then(|rest| rest.split_whitespace().next());
+            state != Some("Z")
+        }
+        Err(_) => false,
+    }
+}
+
+fn assert_all_gone(pids: &[u32]) {
+    assert!(!pids.is_empty(), "no worker pids were logged");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while pids.iter().any(|&p| alive(p)) {
+        assert!(
+            Instant::now() < deadline,
+            "workers still running: {:?}",
+            pids.iter().filter(|&&p| alive(p)).collect::<Vec<_>>()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn memory_output(scenario: &str, input: &Path) -> Vec<u8> {
+    let output = Command::new(hopline_bin())
+        .args(["run", "-q"])
+        .arg(memory_config(scenario))
+        .arg("-i")
+        .arg(input)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    output.stdout
+}
+
+/// Writes a config file into `dir` and returns its path.
+fn write_config(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// A probe pipeline over three groups; `fault` is the fault node's params, in group `b`.
+fn probe_config(dir: &Path, fault: &str, extra_runtime: &str) -> PathBuf {
+    let input = dir.join("input.ndjson");
+    let lines: String = (1..=20).map(|i| format!("{{\"line\":{i}}}\n")).collect();
+    std::fs::write(&input, lines).unwrap();
+    let text = format!(
+        "app: probe\nscenario: drill\nruntime:\n  profile: multiprocess\n  batch_size: 1\n{extra_runtime}  process_groups:\n    - {{ name: a, nodes: [pass] }}\n    - {{ name: b, nodes: [fault] }}\n    - {{ name: c, nodes: [] }}\nsource: {{ kind: ndjson, path: input.ndjson, group: a }}\nsink: {{ kind: ndjson, path: \"-\", group: c }}\nnodes:\n  - kind: pass\n  - kind: fault\n    params: {fault}\n"
+    );
+    write_config(dir, "probe.yml", &text)
+}
+
+#[test]
+fn fixture_output_is_byte_identical_to_the_memory_profile_for_both_scenarios() {
+    for (scenario, expected) in [("baseline", "output.txt"), ("exp_mp", "output_exp_mp.txt")] {
+        let mut run = Run::start(&mp_config(scenario), &[], false);
+        let status = run.wait();
+        assert!(status.success(), "{scenario}: {}", run.stderr.text());
+        assert_eq!(run.stdout.bytes(), std::fs::read(fixture(expected)).unwrap(), "{scenario}");
+        let summary = run.stderr.text();
+        assert!(summary.contains("(multiprocess profile): 1,000 records in, 1,000 out"), "{summary}");
+        assert!(summary.contains("ingest (pid "), "{summary}");
+        assert!(summary.contains("transport rejects: none"), "{summary}");
+    }
+}
+
+#[test]
+fn a_million_generated_records_give_the_memory_profiles_bytes_for_both_scenarios() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("input.txt");
+    let status = Command::new(hopline_bin())
+        .args(["generate", "fund_load", "-n", "1000000", "--seed", "7", "-o"])
+        .arg(&input)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    for scenario in ["baseline", "exp_mp"] {
+        let expected = memory_output(scenario, &input);
+        let out = dir.path().join(format!("{scenario}.out"));
+        let mut run =
+            Run::start(&mp_config(scenario), &["-i", input.to_str().unwrap(), "-o", out.to_str().unwrap()], false);
+        let status = run.wait();
+        assert!(status.success(), "{scenario}: {}", run.stderr.text());
+        let got = std::fs::read(&out).unwrap();
+        assert_eq!(got.len(), expected.len(), "{scenario}: output sizes differ");
+        assert!(got == expected, "{scenario}: outputs differ");
+        assert!(run.stderr.text().contains("1,000,000 records in, 1,000,000 out"), "{}", run.stderr.text());
+    }
+}
+
+#[test]
+fn startup_follows_the_documented_order() {
+    let mut run = Run::start(&mp_config("baseline"), &[], false);
+    assert!(run.wait().success(), "{}", run.stderr.text());
+    let log = run.stderr.text();
+    let at = |needle: &str| log.find(needle).unwrap_or_else(|| panic!("no `{needle}` in:\n{log}"));
+    let validated = at("config validated");
+    let bound = at("control listener bound on 127.0.0.1:");
+    let spawned: Vec<usize> =
+        ["ingest", "policy", "egress"].iter().map(|g| at(&format!("worker `{g}` spawned"))).collect();
+    let ready: Vec<usize> = ["ingest", "policy", "egress"].iter().map(|g| at(&format!("`{g}` (pid"))).collect();
+    let ingress = at("all 3 workers ready; starting ingress");
+    assert!(validated < bound && bound < spawned[0], "{log}");
+    assert!(spawned.windows(2).all(|w| w[0] < w[1]), "workers start in pipeline order:\n{log}");
+    assert!(spawned[2] < ready.iter().copied().min().unwrap(), "{log}");
+    for g in ["ingest", "policy", "egress"] {
+        assert!(at(&format!("worker `{g}` (pid")) < ingress, "{log}");
+        let ready_line = log.lines().position(|l| l.contains(&format!("`{g}`")) && l.ends_with(" ready")).unwrap();
+        let ingress_line = log.lines().position(|l| l.contains("starting ingress")).unwrap();
+        assert!(ready_line < ingress_line, "{g} is READY before ingress:\n{log}");
+    }
+}
+
+#[test]
+fn a_worker_killed_mid_run_is_reported_with_its_group_and_pid_and_nothing_is_left() {
+    let mut run = Run::start(&mp_config("baseline"), &["-i", "-"], true);
+    run.wait_started();
+    let input = std::fs::read(fixture("input.txt")).unwrap();
+    run.write_input(&input);
+    // Records have crossed every group: the run is mid-stream (stdin is still open).
+    run.stdout.wait_for("records at the sink", |t| t.lines().count() >= 1000);
+    let pids = run.worker_pids();
+    let policy = run.worker_pid("policy");
+    // SAFETY: kill(2) with a pid this test's run started.
+    unsafe { libc::kill(policy as i32, libc::SIGKILL) };
+    let status = run.wait();
+    let log = run.stderr.text();
+    assert_eq!(status.code(), Some(1), "{log}");
+    let root =
+        format!("hopline: worker-failed: process group `policy` (worker pid {policy}): killed by signal 9 (SIGKILL)");
+    assert!(log.contains(&root), "{log}");
+    assert!(log.contains("1,000 records reached the sink before the run stopped"), "{log}");
+    assert_eq!(run.stdout.bytes(), std::fs::read(fixture("output.txt")).unwrap(), "what reached the sink is flushed");
+    assert_all_gone(&pids);
+}
+
+#[test]
+fn a_node_panic_reaches_the_supervisor_with_its_message_and_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = probe_config(dir.path(), "{ at: 3, action: panic }", "");
+    let mut run = Run::start(&config, &[], false);
+    let status = run.wait();
+    let log = run.stderr.text();
+    assert_eq!(status.code(), Some(1), "{log}");
+    let pid = run.worker_pid("b");
+    let root = format!(
+        "hopline: execution: process group `b` (worker pid {pid}), node `fault`: panicked: probe panic at event 3"
+    );
+    assert!(log.contains(&root), "{log}");
+    assert!(log.contains("while processing events 3 to 3"), "{log}");
+    assert!(
+        !log.contains("thread 'main' panicked"),
+        "the supervisor reports the panic, the worker does not print it:\n{log}"
+    );
+    assert_eq!(run.stdout.text(), "{\"line\":1}\n{\"line\":2}\n", "records before the fault reached the sink");
+    assert!(log.contains("2 records reached the sink before the run stopped"), "{log}");
+    assert_all_gone(&run.worker_pids());
+}
+
+#[test]
+fn a_node_error_names_the_node_and_the_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = probe_config(dir.path(), "{ at: 4, action: error }", "");
+    let mut run = Run::start(&config, &[], false);
+    let status = run.wait();
+    let log = run.stderr.text();
+    assert_eq!(status.code(), Some(1), "{log}");
+    let pid = run.worker_pid("b");
+    assert!(
+        log.contains(&format!(
+            "execution: process group `b` (worker pid {pid}), node `fault`, event 4: probe fault at event 4"
+        )),
+        "{log}"
+    );
+    assert_eq!(run.stdout.text().lines().count(), 3, "{log}");
+}
+
+#[test]
+fn a_worker_exiting_early_is_a_worker_failure_with_its_exit_code() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = probe_config(dir.path(), "{ at: 2, action: exit, code: 7 }", "");
+    let mut run = Run::start(&config, &[], false);
+    let status = run.wait();
+    let log = run.stderr.text();
+    assert_eq!(status.code(), Some(1), "{log}");
+    let pid = run.worker_pid("b");
+    assert!(
+        log.contains(&format!(
+            "worker-failed: process group `b` (worker pid {pid}): exited with code 7 before finishing"
+        )),
+        "{log}"
+    );
+    assert_all_gone(&run.worker_pids());
+}
+
+#[test]
+fn a_worker_that_is_not_ready_in_time_is_a_lifecycle_ready_failure() {
+    let dir = tempfile::tempdir().unwrap();
+    // Opening a FIFO for writing blocks until someone reads it: the sink group never gets READY.
+    let fifo = dir.path().join("out.fifo");
+    assert!(Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    let config = probe_config(dir.path(), "{ at: 100, action: error }", "  ready_timeout: 1s\n");
+    let mut run = Run::start(&config, &["-o", fifo.to_str().unwrap()], false);
+    let status = run.wait();
+    let log = run.stderr.text();
+    assert_eq!(status.code(), Some(1), "{log}");
+    let pid = run.worker_pid("c");
+    assert!(
+        log.contains(&format!(
+            "lifecycle-ready: process group `c` (worker pid {pid}): not READY within ready_timeout (1000 ms)"
+        )),
+        "{log}"
+    );
+    assert_all_gone(&run.worker_pids());
+}
+
+#[test]
+fn killing_the_supervisor_leaves_no_worker_running() {
+    let run = Run::start(&mp_config("baseline"), &["-i", "-"], true);
+    run.wait_started();
+    let pids = run.worker_pids();
+    assert_eq!(pids.len(), 3);
+    assert!(pids.iter().all(|&p| alive(p)));
+    run.signal(libc::SIGKILL);
+    assert_all_gone(&pids);
+}
+
+#[test]
+fn sigterm_drains_every_record_read_and_exits_143() {
+    let mut run = Run::start(&mp_config("baseline"), &["-i", "-"], true);
+    run.wait_started();
+    run.write_input(&std::fs::read(fixture("input.txt")).unwrap());
+    run.stdout.wait_for("records at the sink", |t| t.lines().count() >= 1000);
+    let pids = run.worker_pids();
+    run.signal(libc::SIGTERM);
+    let status = run.wait();
+    let log = run.stderr.text();
+    assert_eq!(status.code(), Some(143), "{log}");
+    assert!(log.contains("SIGTERM: stopping; draining"), "{log}");
+    assert!(log.contains("stopped early by SIGTERM: drained"), "{log}");
+    assert_eq!(run.stdout.bytes(), std::fs::read(fixture("output.txt")).unwrap());
+    assert_all_gone(&pids);
+}
+
+#[test]
+fn a_second_sigint_kills_a_run_that_cannot_drain() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = probe_config(dir.path(), "{ at: 2, action: stall, stall_ms: 60000 }", "");
+    let mut run = Run::start(&config, &[], false);
+    run.stdout.wait_for("the first record", |t| t.lines().count() >= 1);
+    let pids = run.worker_pids();
+    run.signal(libc::SIGINT);
+    run.stderr.wait_for("the drain to begin", |t| t.contains("SIGINT: stopping; draining"));
+    run.signal(libc::SIGINT);
+    let status = run.wait();
+    let log = run.stderr.text();
+    assert_eq!(status.code(), Some(1), "{log}");
+    assert!(log.contains("SIGINT: killing every worker"), "{log}");
+    assert!(log.contains("stopped by SIGINT; the workers were killed"), "{log}");
+    assert_all_gone(&pids);
+}
+
+/// One hostile connection: send `bytes`, half-close, and wait for the worker to close its
+/// side (so it has read and judged everything).
+fn send_hostile(addr: SocketAddr, bytes: &[u8]) {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(PATIENCE)).unwrap();
+    let _ = stream.write_all(bytes);
+    let _ = stream.shutdown(Shutdown::Write);
+    let mut rest = Vec::new();
+    let _ = stream.read_to_end(&mut rest);
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as u64
+}
+
+fn data_frame(sender: u16, sequence: u64, timestamp_ms: u64, key: &TransportKey) -> Vec<u8> {
+    let frame = hopline_transport::Frame {
+        kind: FrameKind::Data,
+        sender,
+        sequence,
+        timestamp_ms,
+        envelopes: Vec::new(),
+        body: bytes::Bytes::new(),
+    };
+    let mut out = BytesMut::new();
+    encode_frame(&frame, key, &mut out).unwrap();
+    out.to_vec()
+}
+
+#[test]
+fn hostile_frames_to_a_live_port_are_rejected_counted_and_change_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let key_bytes = [0x5au8; 32];
+    let key_hex: String = key_bytes.iter().map(|b| format!("{b:02x}")).collect();
+    std::fs::write(dir.path().join("run.key"), format!("{key_hex}\n")).unwrap();
+    let text = std::fs::read_to_string(mp_config("baseline"))
+        .unwrap()
+        .replace("  batch_size: 1024\n", "  batch_size: 100\n  transport:\n    key: { file: run.key }\n");
+    let config = write_config(dir.path(), "baseline.yml", &text);
+    let mut run = Run::start(&config, &["-i", "-"], true);
+    run.wait_started();
+    let input = std::fs::read(fixture("input.txt")).unwrap();
+    let half = input.iter().enumerate().filter(|(_, b)| **b == b'\n').nth(499).unwrap().0 + 1;
+    run.write_input(&input[..half]);
+    // Frames 1.. from ingest have reached policy (and beyond): sequence 1 is spent.
+    run.stdout.wait_for("the first half at the sink", |t| t.lines().count() >= 500);
+
+    let policy = run.data_addr("policy");
+    let link_key = TransportKey::from_bytes(key_bytes).for_link(0, 1);
+    let stranger_key = TransportKey::from_bytes([0x11; 32]);
+    // Forged: signed with a key that is not the link's.
+    send_hostile(policy, &data_frame(0, 5_000_000, now_ms(), &stranger_key));
+    // Expired: the right key, a timestamp an hour old.
+    send_hostile(policy, &data_frame(0, 6_000_000, now_ms() - 3_600_000, &link_key));
+    // Replayed: the right key, a sequence the real link already used.
+    send_hostile(policy, &data_frame(0, 1, now_ms(), &link_key));
+    // Oversized: a length prefix far past max_frame_bytes.
+    send_hostile(policy, &[0xff, 0xff, 0xff, 0xf0, 0xa1, 0x01]);
+    // Truncated: a valid frame cut short by the connection closing.
+    let whole = data_frame(0, 7_000_000, now_ms(), &link_key);
+    send_hostile(policy, &whole[..whole.len() - 10]);
+
+    run.write_input(&input[half..]);
+    let status = run.wait();
+    let log = run.stderr.text();
+    assert!(status.success(), "{log}");
+    assert_eq!(run.stdout.bytes(), std::fs::read(fixture("output.txt")).unwrap(), "the run's output is unaffected");
+    assert!(log.contains("transport rejects: 5 ("), "{log}");
+    for reason in ["1 oversized", "1 expired", "1 bad signature", "1 replayed", "1 truncated"] {
+        let rejects = log.lines().find(|l| l.contains("transport rejects")).unwrap();
+        assert!(rejects.contains(reason), "{reason} missing in: {rejects}");
+    }
+}
+
+#[test]
+fn the_transport_key_is_in_no_worker_argv_or_environment() {
+    let key_hex = "ab".repeat(32);
+    let text = std::fs::read_to_string(mp_config("baseline"))
+        .unwrap()
+        .replace("  batch_size: 1024\n", "  batch_size: 1024\n  transport:\n    key: { env: HOPLINE_TEST_KEY }\n")
+        .replace("../../../tests/fixtures", &repo().join("tests/fixtures").display().to_string());
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "baseline.yml", &text);
+    let mut child = Command::new(hopline_bin());
+    child.arg("run").arg("-v").arg(&config).args(["-i", "-"]).env("HOPLINE_TEST_KEY", &key_hex);
+    let mut run = {
+        let mut c = child.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+        let stdout = Captured::spawn_reader(c.stdout.take().unwrap());
+        let stderr = Captured::spawn_reader(c.stderr.take().unwrap());
+        Run { stdin: c.stdin.take(), child: c, stdout, stderr }
+    };
+    run.wait_started();
+    let pids = run.worker_pids();
+    assert_eq!(pids.len(), 3);
+    for pid in &pids {
+        let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
+        let environ = String::from_utf8_lossy(&environ);
+        assert!(!environ.contains("HOPLINE_TEST_KEY"), "worker {pid} inherited the key variable");
+        assert!(!environ.contains(&key_hex));
+        assert!(!String::from_utf8_lossy(&cmdline).contains(&key_hex));
+    }
+    run.write_input(&std::fs::read(fixture("input.txt")).unwrap());
+    let status = run.wait();
+    assert!(status.success(), "{}", run.stderr.text());
+    assert!(!run.stderr.text().contains(&key_hex));
+    assert_eq!(run.stdout.bytes(), std::fs::read(fixture("output.txt")).unwrap());
+}
+
+#[test]
+fn a_bad_placement_is_refused_before_any_worker_starts() {
+    let text = std::fs::read_to_string(mp_config("baseline"))
+        .unwrap()
+        .replace("nodes: [features, policies]", "nodes: [features, policies, parse]");
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "bad.yml", &text);
+    let output = Command::new(hopline_bin()).arg("run").arg("-v").arg(&config).output().unwrap();
+    let log = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{log}");
+    assert!(log.contains("bad.yml:"), "{log}");
+    assert!(log.contains("runtime.process_groups[1].nodes[2]"), "{log}");
+    assert!(!log.contains("spawned"), "{log}");
+}
+
+#[test]
+fn lines_of_stdin_reach_the_sink_through_every_group() {
+    let mut run = Run::start(&mp_config("exp_mp"), &["-i", "-"], true);
+    run.wait_started();
+    let input = std::fs::read(fixture("input.txt")).unwrap();
+    for chunk in input.chunks(7_000) {
+        run.write_input(chunk);
+    }
+    let status = run.wait();
+    assert!(status.success(), "{}", run.stderr.text());
+    assert_eq!(run.stdout.bytes(), std::fs::read(fixture("output_exp_mp.txt")).unwrap());
+}
