@@ -37,6 +37,11 @@ enum Command {
     /// The config is validated completely (keys, node kinds, params, node order) before any
     /// input is read. Output goes where the config's sink says (or --output); the run summary
     /// goes to stderr.
+    ///
+    /// With `runtime.profile: multiprocess` this process becomes the supervisor of one worker
+    /// per process group. Ctrl-C or SIGTERM drains the pipeline (every record read reaches the
+    /// sink; exit 130 or 143); a second one kills the workers. SIGUSR1 prints each worker's
+    /// status to stderr.
     Run {
         /// Pipeline config file (YAML). Relative paths inside it are taken from its folder.
         config: PathBuf,
@@ -116,7 +121,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run { config, input, output, correlation_id, quiet, verbose } => {
-            run(&config, RunOptions { input, output, correlation_id, worker: None, verbose }, quiet)
+            run(&config, RunOptions { input, output, correlation_id, worker: None, verbose, quiet }, quiet)
         }
         Command::Worker => std::process::exit(apps::run_worker()),
         Command::Check { config } => check(&config),

@@ -586,3 +586,45 @@ fn lines_of_stdin_reach_the_sink_through_every_group() {
     assert!(status.success(), "{}", run.stderr.text());
     assert_eq!(run.stdout.bytes(), std::fs::read(fixture("output_exp_mp.txt")).unwrap());
 }
+
+#[test]
+fn sigusr1_prints_every_workers_status_and_the_run_goes_on() {
+    let mut run = Run::start(&mp_config("baseline"), &["-i", "-"], true);
+    run.wait_started();
+    run.signal(libc::SIGUSR1);
+    let text = run.stderr.wait_for("a status table", |t| t.contains("status after") && t.contains("egress (pid"));
+    assert!(text.contains(": running"), "{text}");
+    for group in ["ingest", "policy", "egress"] {
+        let pid = run.worker_pid(group);
+        assert!(text.contains(&format!("  {group} (pid {pid}): running; ")), "{text}");
+    }
+    run.write_input(&std::fs::read(fixture("input.txt")).unwrap());
+    assert!(run.wait().success(), "{}", run.stderr.text());
+    assert_eq!(run.stdout.bytes(), std::fs::read(fixture("output.txt")).unwrap());
+}
+
+#[test]
+fn a_worker_that_stops_answering_is_killed_after_the_heartbeat_timeout() {
+    let text = std::fs::read_to_string(mp_config("baseline"))
+        .unwrap()
+        .replace("  batch_size: 1024\n", "  batch_size: 1024\n  heartbeat_interval: 100ms\n  heartbeat_timeout: 1s\n");
+    let text = text.replace("../../../tests/fixtures", &repo().join("tests/fixtures").display().to_string());
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "baseline.yml", &text);
+    let mut run = Run::start(&config, &["-i", "-"], true);
+    run.wait_started();
+    let pids = run.worker_pids();
+    let policy = run.worker_pid("policy");
+    // SAFETY: kill(2) with a pid this test's run started; SIGSTOP freezes it, heartbeats stop.
+    unsafe { libc::kill(policy as i32, libc::SIGSTOP) };
+    let status = run.wait();
+    let log = run.stderr.text();
+    assert_eq!(status.code(), Some(1), "{log}");
+    assert!(
+        log.contains(&format!(
+            "worker-failed: process group `policy` (worker pid {policy}): no heartbeat for 1000 ms (heartbeat_timeout); killed it"
+        )),
+        "{log}"
+    );
+    assert_all_gone(&pids);
+}

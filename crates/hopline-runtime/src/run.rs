@@ -29,6 +29,8 @@ pub struct RunOptions {
     pub worker: Option<WorkerProgram>,
     /// Print the supervisor's lifecycle (multiprocess profile) to stderr.
     pub verbose: bool,
+    /// Print nothing to stderr but errors (no stop notices, no status on SIGUSR1).
+    pub quiet: bool,
 }
 
 /// Where a run is, reported after every batch.
@@ -121,6 +123,7 @@ pub fn run_pipeline<M: LineMessage>(
                 None => WorkerProgram::current_exe().map_err(RunError::WorkerProgram)?,
             };
             let mut to_stderr = |line: &str| eprintln!("hopline: {line}");
+            let mut notices = |text: &str| eprintln!("hopline: {text}");
             let run = Supervised {
                 config,
                 config_text: &config.text,
@@ -130,6 +133,7 @@ pub fn run_pipeline<M: LineMessage>(
                 correlation_id,
                 worker,
                 log: if options.verbose { Some(&mut to_stderr) } else { None },
+                notices: if options.quiet { None } else { Some(&mut notices) },
             };
             return supervise(run, progress);
         }

@@ -3,8 +3,9 @@
 //!
 //! - [`LinkSender`] is the sending group's [`Sink`]: it encodes each batch's payloads
 //!   ([`WireMessage`]) into frames of at most `batch_size` envelopes and `max_frame_bytes`
-//!   bytes, signs them with the link's key and writes them; [`LinkSender::finish`] sends the
-//!   `End` frame that tells the next group the stream is complete.
+//!   bytes, signs them with the link's key and writes them. [`LinkSender::greet`] sends a
+//!   `Heartbeat` frame as soon as the link is up, so the next group knows the connection;
+//!   [`LinkSender::finish`] sends the `End` frame that tells it the stream is complete.
 //! - [`spawn_listener`] accepts connections on the receiving group's data port. Each
 //!   connection gets a thread that reads frames through one [`FrameReader`] shared by all
 //!   connections (so the replay window outlives any connection), decodes verified `Data`
@@ -154,10 +155,21 @@ impl<M: WireMessage> LinkSender<M> {
         Ok(next)
     }
 
+    /// Sends a `Heartbeat` frame at once: the next group then knows this connection as its
+    /// upstream link (it verified), so losing it, even before any data, breaks the run
+    /// instead of passing for a stranger hanging up.
+    pub fn greet(&mut self) -> Result<(), SinkError> {
+        self.send_empty(FrameKind::Heartbeat)
+    }
+
     /// Sends the `End` frame: the next group has every envelope.
     pub fn finish(&mut self) -> Result<(), SinkError> {
+        self.send_empty(FrameKind::End)
+    }
+
+    fn send_empty(&mut self, kind: FrameKind) -> Result<(), SinkError> {
         self.sequence += 1;
-        let encoder = FrameEncoder::begin(&mut self.buf, FrameKind::End, self.from, self.sequence, now_ms())
+        let encoder = FrameEncoder::begin(&mut self.buf, kind, self.from, self.sequence, now_ms())
             .map_err(|e| SinkError::Link { to: self.to_name.clone(), source: io::Error::other(e) })?;
         let bytes = encoder
             .finish(&self.key)

@@ -24,6 +24,9 @@
 //! `End` frame; workers flush, report DONE and exit; the supervisor reaps them. If that takes
 //! longer than `stop_timeout`, or at a second signal, every worker is killed.
 //!
+//! SIGUSR1 prints a status table (each worker's state, counts and last heartbeat) and the run
+//! goes on.
+//!
 //! # Failures
 //!
 //! A FAILED message, a worker that exits or is killed before DONE, a READY timeout: each
@@ -44,11 +47,12 @@ use std::time::{Duration, Instant};
 use hopline_model::config::{KeySource, MultiprocessConfig};
 use hopline_model::{CorrelationId, NodeReport, PipelineConfig};
 use hopline_transport::TransportKey;
+use signal_hook::consts::{SIGINT, SIGTERM, SIGUSR1};
 
 use super::bootstrap::Bootstrap;
 use super::control::{ControlReader, ControlWriter, GroupStatus, SUPERVISOR, ToSupervisor, ToWorker};
 use super::failure::{Failure, FailureKind};
-use crate::report::{GroupReport, RunReport};
+use crate::report::{GroupReport, RunReport, thousands};
 use crate::run::{Progress, RunError};
 
 /// How the supervisor starts a worker: a program and the arguments that select its worker
@@ -79,6 +83,9 @@ pub struct Supervised<'a> {
     pub worker: WorkerProgram,
     /// Lifecycle lines (`--verbose`), each prefixed with the time since start.
     pub log: Option<&'a mut dyn FnMut(&str)>,
+    /// What a user at the terminal should see even without `--verbose`: that a stop signal
+    /// was understood, and the status table asked for with SIGUSR1.
+    pub notices: Option<&'a mut dyn FnMut(&str)>,
 }
 
 /// A multiprocess run that failed: the root cause, what followed from it, and what got done.
@@ -132,6 +139,12 @@ pub fn supervise(run: Supervised<'_>, progress: &mut dyn FnMut(Progress)) -> Res
     let mut log = |line: &str| {
         if let Some(log) = log_fn.as_mut() {
             log(&format!("[{:>8.3}s] {line}", started.elapsed().as_secs_f64()));
+        }
+    };
+    let mut notice_fn = run.notices;
+    let mut notice = |text: &str| {
+        if let Some(notice) = notice_fn.as_mut() {
+            notice(text);
         }
     };
     let names: Vec<&str> = mp.groups.iter().map(|g| g.name.as_str()).collect();
@@ -259,18 +272,23 @@ pub fn supervise(run: Supervised<'_>, progress: &mut dyn FnMut(Progress)) -> Res
                 }
             }
             Some(Event::ControlLost { group }) => workers[usize::from(group)].control_lost = true,
+            Some(Event::Signal(SIGUSR1)) => notice(&status_table(&workers, started.elapsed(), phase)),
             Some(Event::Signal(signal)) => {
                 let name = signal_name(signal);
                 match phase {
                     Phase::Running if stopped_by.is_none() && failures.is_empty() => {
                         stopped_by = Some(name);
-                        log(&format!("{name}: stopping; draining the pipeline (send it again to kill the workers)"));
+                        let line =
+                            format!("{name}: stopping; draining the pipeline (send it again to kill the workers)");
+                        log(&line);
+                        notice(&line);
                         stop_source(&mut workers, stdin_forward.as_ref());
                         phase = Phase::Draining(Instant::now() + mp.stop_timeout);
                     }
                     Phase::Killed => {}
                     _ => {
                         log(&format!("{name}: killing every worker"));
+                        notice(&format!("{name}: killing every worker"));
                         failures.push(Failure::new(
                             FailureKind::LifecycleStop,
                             "(all)",
@@ -560,8 +578,7 @@ fn spawn_control_reader(group: u16, mut reader: ControlReader, tx: Sender<Event>
 }
 
 fn spawn_signal_thread(tx: Sender<Event>) {
-    use signal_hook::consts::{SIGINT, SIGTERM};
-    let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGINT, SIGTERM]) else { return };
+    let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGUSR1]) else { return };
     let _ = std::thread::Builder::new().name("signals".into()).spawn(move || {
         for signal in signals.forever() {
             if tx.send(Event::Signal(signal)).is_err() {
@@ -617,6 +634,38 @@ fn build_report(
     }
 }
 
+/// The answer to SIGUSR1: where every worker is.
+fn status_table(workers: &[WorkerState], elapsed: Duration, phase: Phase) -> String {
+    let phase = match phase {
+        Phase::Starting => "starting",
+        Phase::Running => "running",
+        Phase::Draining(_) => "draining",
+        Phase::Killed => "killed",
+    };
+    let mut out = format!("status after {:.3} s: {phase}", elapsed.as_secs_f64());
+    for w in workers {
+        let state = match (w.exit, w.done, w.failed, w.ready, w.hello) {
+            (Some(status), ..) => format!("exited ({})", describe_exit(status)),
+            (None, true, ..) => "done".into(),
+            (None, _, true, ..) => "failed".into(),
+            (None, _, _, true, _) => "running".into(),
+            (None, _, _, _, true) => "connected".into(),
+            _ => "starting".into(),
+        };
+        let s = &w.status;
+        out.push_str(&format!(
+            "\n  {} (pid {}): {state}; {} in, {} out; sent {} frames; last heard {:.1} s ago",
+            w.name,
+            w.pid,
+            thousands(s.records_in),
+            thousands(s.records_out),
+            thousands(s.frames_sent),
+            w.last_heard.elapsed().as_secs_f64()
+        ));
+    }
+    out
+}
+
 fn describe_exit(status: ExitStatus) -> String {
     match (status.code(), status.signal()) {
         (Some(code), _) => format!("code {code}"),
@@ -629,6 +678,7 @@ fn signal_name(signal: i32) -> &'static str {
     match signal {
         1 => "SIGHUP",
         2 => "SIGINT",
+        10 => "SIGUSR1",
         6 => "SIGABRT",
         9 => "SIGKILL",
         11 => "SIGSEGV",

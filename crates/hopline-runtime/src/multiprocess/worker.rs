@@ -178,7 +178,7 @@ impl<M: LineMessage + WireMessage> Worker<M> {
                 fail(FailureKind::Transport, None, format!("cannot connect to `{}` at {addr}: {e}", next.name))
             })?;
             let _ = stream.set_nodelay(true);
-            let sender = LinkSender::new(
+            let mut sender = LinkSender::new(
                 stream,
                 &boot.key,
                 group.index,
@@ -188,6 +188,7 @@ impl<M: LineMessage + WireMessage> Worker<M> {
                 config.runtime.batch_size,
                 counters.link.clone(),
             );
+            sender.greet().map_err(|e| fail(FailureKind::Transport, None, chain(&e)))?;
             (Box::new(NoSink), Some(sender))
         };
 
