@@ -6,12 +6,14 @@
 //!   bytes, signs them with the link's key and writes them. [`LinkSender::greet`] sends a
 //!   `Heartbeat` frame as soon as the link is up, so the next group knows the connection;
 //!   [`LinkSender::finish`] sends the `End` frame that tells it the stream is complete.
-//! - [`spawn_listener`] accepts connections on the receiving group's data port. Each
-//!   connection gets a thread that reads frames through one [`FrameReader`] shared by all
-//!   connections (so the replay window outlives any connection), decodes verified `Data`
-//!   frames into typed envelopes and hands them, in order, to [`UpstreamSource`] through a
-//!   bounded channel (a slow group slows its sender down through TCP, never buffers without
-//!   bound).
+//! - [`spawn_listener`] accepts connections on the receiving group's data port, one thread
+//!   per new connection, all verifying through one [`FrameReader`] (so the replay window
+//!   outlives any connection). The first connection whose frame verifies under the link's key
+//!   is the upstream link: its thread hands the socket to [`UpstreamSource`], and the
+//!   executor's own thread reads, verifies and decodes frames from then on. No thread or
+//!   queue sits between the socket and the nodes: a slow group slows its sender down through
+//!   TCP's window (never a buffer without bound), and a frame costs no thread wake-up beyond
+//!   the socket's own.
 //!
 //! # Connection policy
 //!
@@ -31,16 +33,15 @@ use std::sync::{Arc, Mutex};
 use bytes::BytesMut;
 use hopline_model::{Envelope, WireMessage};
 use hopline_transport::frame::envelope_len;
-use hopline_transport::{ConnectionPolicy, ConnectionVerdict, FrameEncoder, FrameKind, FrameReader, TransportKey};
+use hopline_transport::{
+    ConnectionPolicy, ConnectionVerdict, Frame, FrameEncoder, FrameKind, FrameReader, TransportKey,
+};
 
 use super::control::now_ms;
 use crate::adapters::{Sink, SinkError, Source, SourceError};
 
 /// Connections served at once on a data port; the upstream link needs one.
 pub const MAX_CONNECTIONS: usize = 16;
-
-/// Frames a receiving group holds decoded but not yet processed, per data port.
-const INBOUND_FRAMES: usize = 4;
 
 /// Bytes gathered before a write to the socket (several small frames go out in one write).
 const WRITE_BUFFER_BYTES: usize = 256 << 10;
@@ -200,44 +201,133 @@ impl<M: WireMessage> Sink<M> for LinkSender<M> {
     }
 }
 
-/// What a connection thread hands to the group's executor.
-pub enum Inbound<M> {
-    Batch(Vec<Envelope<M>>),
-    End,
-    Broken(String),
+/// A connection whose first frame verified under the link key: the upstream link, handed
+/// from its connection thread to the executor, which reads it from then on.
+pub struct Upstream {
+    stream: TcpStream,
+    /// Bytes read past the first frame.
+    buf: BytesMut,
+    /// The frame that authenticated the connection, and its length on the wire.
+    first: Option<(Frame, usize)>,
 }
 
 /// The receiving group's [`Source`]: batches from the previous group, in order.
+///
+/// Until the upstream link has authenticated, it waits for the listener to hand it over;
+/// from then on it reads, verifies and decodes frames itself, on the executor's thread, so a
+/// frame costs no thread hand-off between the socket and the nodes.
 pub struct UpstreamSource<M> {
-    rx: Receiver<Inbound<M>>,
-    /// A message taken off the channel by [`Source::idle`], delivered next.
-    peeked: Option<Inbound<M>>,
+    handoff: Receiver<Upstream>,
+    upstream: Option<Upstream>,
+    reader: Arc<Mutex<FrameReader>>,
+    upstream_id: u16,
     from_name: String,
+    counters: Arc<LinkCounters>,
+    chunk: Vec<u8>,
+    ended: bool,
+    _message: std::marker::PhantomData<fn() -> M>,
 }
 
-impl<M> UpstreamSource<M> {
-    pub fn new(rx: Receiver<Inbound<M>>, from_name: &str) -> UpstreamSource<M> {
-        UpstreamSource { rx, peeked: None, from_name: from_name.into() }
+impl<M: WireMessage> UpstreamSource<M> {
+    fn broken(&self, message: impl Into<String>) -> SourceError {
+        SourceError::Link { from: self.from_name.clone(), message: message.into() }
+    }
+
+    /// The upstream link, waiting for it if it has not connected yet.
+    fn upstream(&mut self) -> Result<&mut Upstream, SourceError> {
+        if self.upstream.is_none() {
+            match self.handoff.recv() {
+                Ok(upstream) => self.upstream = Some(upstream),
+                Err(_) => return Err(self.broken("the data listener stopped")),
+            }
+        }
+        Ok(self.upstream.as_mut().expect("set above"))
+    }
+
+    /// Reads until one frame is verified; appends its envelopes to `out`. Returns false after
+    /// the `End` frame.
+    fn next_frame(&mut self, out: &mut Vec<Envelope<M>>) -> Result<bool, SourceError> {
+        loop {
+            let (frame, len) = self.read_verified()?;
+            if frame.sender != self.upstream_id {
+                return Err(self.broken(format!(
+                    "a frame verified with the link's key names sender {} instead of {}",
+                    frame.sender, self.upstream_id
+                )));
+            }
+            self.counters.frames_received.fetch_add(1, Ordering::Relaxed);
+            self.counters.bytes_received.fetch_add(len as u64, Ordering::Relaxed);
+            match frame.kind {
+                FrameKind::Data => {
+                    out.reserve(frame.envelopes.len());
+                    for wire in &frame.envelopes {
+                        let payload = M::decode(&wire.payload)
+                            .map_err(|e| self.broken(format!("event {}: {e}", wire.header.seq)))?;
+                        out.push(Envelope::new(wire.header, payload));
+                    }
+                    return Ok(true);
+                }
+                FrameKind::End => {
+                    self.ended = true;
+                    return Ok(false);
+                }
+                FrameKind::Heartbeat => {}
+                FrameKind::Control => return Err(self.broken("a control frame arrived on the data link")),
+            }
+        }
+    }
+
+    /// The next verified frame on the upstream link and its length on the wire.
+    fn read_verified(&mut self) -> Result<(Frame, usize), SourceError> {
+        self.upstream()?;
+        let UpstreamSource { upstream, reader, chunk, from_name, .. } = self;
+        let upstream = upstream.as_mut().expect("connected above");
+        if let Some(first) = upstream.first.take() {
+            return Ok(first);
+        }
+        loop {
+            let before = upstream.buf.len();
+            let outcome = reader.lock().expect("frame reader lock").read_frame(&mut upstream.buf, now_ms());
+            match outcome {
+                Ok(Some(frame)) => return Ok((frame, before - upstream.buf.len())),
+                Ok(None) => {}
+                Err(rejected) => {
+                    return Err(SourceError::Link {
+                        from: from_name.clone(),
+                        message: format!("a frame was rejected: {rejected}"),
+                    });
+                }
+            }
+            let n = loop {
+                match upstream.stream.read(chunk) {
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    other => break other,
+                }
+            };
+            match n {
+                Ok(n) if n > 0 => upstream.buf.extend_from_slice(&chunk[..n]),
+                _ => {
+                    let cut = reader.lock().expect("frame reader lock").connection_closed(&upstream.buf);
+                    let why = match cut {
+                        Some(rejected) => format!("the link closed in the middle of a frame ({rejected})"),
+                        None => "the link closed before its End frame".into(),
+                    };
+                    return Err(SourceError::Link {
+                        from: from_name.clone(),
+                        message: format!("{why}; the worker of `{from_name}` is probably gone"),
+                    });
+                }
+            }
+        }
     }
 }
 
-impl<M: hopline_model::Message> Source<M> for UpstreamSource<M> {
+impl<M: WireMessage> Source<M> for UpstreamSource<M> {
     fn next_batch(&mut self, out: &mut Vec<Envelope<M>>, _max: usize) -> Result<bool, SourceError> {
-        let next = match self.peeked.take() {
-            Some(inbound) => Ok(inbound),
-            None => self.rx.recv(),
-        };
-        match next {
-            Ok(Inbound::Batch(mut batch)) => {
-                out.append(&mut batch);
-                Ok(true)
-            }
-            Ok(Inbound::End) => Ok(false),
-            Ok(Inbound::Broken(message)) => Err(SourceError::Link { from: self.from_name.clone(), message }),
-            Err(_) => {
-                Err(SourceError::Link { from: self.from_name.clone(), message: "the data listener stopped".into() })
-            }
+        if self.ended {
+            return Ok(false);
         }
+        self.next_frame(out)
     }
 
     fn position(&self) -> (u64, Option<u64>) {
@@ -245,26 +335,34 @@ impl<M: hopline_model::Message> Source<M> for UpstreamSource<M> {
     }
 
     fn idle(&mut self) -> bool {
-        if self.peeked.is_none() {
-            self.peeked = self.rx.try_recv().ok();
+        // Idle when no whole frame is buffered and the socket has nothing ready to read.
+        let Some(upstream) = self.upstream.as_mut() else { return true };
+        let reader = self.reader.lock().expect("frame reader lock");
+        if reader.bytes_wanted(&upstream.buf) == 0 && !upstream.buf.is_empty() {
+            return false;
         }
-        self.peeked.is_none()
+        drop(reader);
+        if upstream.stream.set_nonblocking(true).is_err() {
+            return true;
+        }
+        let ready = matches!(upstream.stream.peek(&mut [0u8; 1]), Ok(n) if n > 0);
+        let _ = upstream.stream.set_nonblocking(false);
+        !ready
     }
 }
 
 /// Everything a data port's threads share.
-struct Port<M> {
+struct Port {
     reader: Arc<Mutex<FrameReader>>,
-    upstream: u16,
-    upstream_name: String,
-    tx: SyncSender<Inbound<M>>,
-    counters: Arc<LinkCounters>,
+    handoff: SyncSender<Upstream>,
     open: AtomicUsize,
+    counters: Arc<LinkCounters>,
 }
 
 /// Accepts connections on `listener` for the whole run, one thread per connection, and
-/// delivers the upstream group's envelopes to the returned [`UpstreamSource`]. `reader` is
-/// shared by every connection; its reject counts are the port's.
+/// returns the [`UpstreamSource`] that reads the upstream group's link once it has
+/// authenticated. `reader` (keyed for the link from `upstream` to this group) is shared by
+/// every connection; its reject counts are the port's.
 pub fn spawn_listener<M: WireMessage>(
     listener: TcpListener,
     reader: Arc<Mutex<FrameReader>>,
@@ -272,15 +370,9 @@ pub fn spawn_listener<M: WireMessage>(
     upstream_name: &str,
     counters: Arc<LinkCounters>,
 ) -> io::Result<UpstreamSource<M>> {
-    let (tx, rx) = std::sync::mpsc::sync_channel(INBOUND_FRAMES);
-    let port = Arc::new(Port {
-        reader,
-        upstream,
-        upstream_name: upstream_name.into(),
-        tx,
-        counters,
-        open: AtomicUsize::new(0),
-    });
+    let (handoff, handed) = std::sync::mpsc::sync_channel(1);
+    let port =
+        Arc::new(Port { reader: Arc::clone(&reader), handoff, open: AtomicUsize::new(0), counters: counters.clone() });
     std::thread::Builder::new().name("data-accept".into()).spawn(move || {
         for stream in listener.incoming() {
             let Ok(stream) = stream else { continue };
@@ -291,7 +383,7 @@ pub fn spawn_listener<M: WireMessage>(
             }
             let conn_port = Arc::clone(&port);
             let spawned = std::thread::Builder::new().name("data-conn".into()).spawn(move || {
-                serve(&conn_port, stream);
+                screen(&conn_port, stream);
                 conn_port.open.fetch_sub(1, Ordering::SeqCst);
             });
             if spawned.is_err() {
@@ -300,30 +392,34 @@ pub fn spawn_listener<M: WireMessage>(
             }
         }
     })?;
-    Ok(UpstreamSource::new(rx, upstream_name))
+    Ok(UpstreamSource {
+        handoff: handed,
+        upstream: None,
+        reader,
+        upstream_id: upstream,
+        from_name: upstream_name.into(),
+        counters,
+        chunk: vec![0u8; READ_CHUNK_BYTES],
+        ended: false,
+        _message: std::marker::PhantomData,
+    })
 }
 
-/// Reads one connection until it ends or the policy closes it.
-fn serve<M: WireMessage>(port: &Port<M>, mut stream: TcpStream) {
+/// Bytes asked of the socket per read on the upstream link.
+const READ_CHUNK_BYTES: usize = 256 << 10;
+
+/// Reads a new connection until its first frame verifies (it is the upstream link: hand it
+/// to the executor with that frame) or the connection policy closes it (a stranger: its
+/// rejected frames are counted, nothing is delivered).
+fn screen(port: &Port, mut stream: TcpStream) {
     let _ = stream.set_nodelay(true);
     let mut buf = BytesMut::with_capacity(64 << 10);
     let mut chunk = vec![0u8; 64 << 10];
     let mut policy = ConnectionPolicy::default();
-    let mut authenticated = false;
-    let broken = |message: String| {
-        let _ = port.tx.send(Inbound::Broken(message));
-    };
     loop {
         let n = match stream.read(&mut chunk) {
             Ok(0) | Err(_) => {
-                let truncated = port.reader.lock().expect("frame reader lock").connection_closed(&buf);
-                if authenticated {
-                    let why = match truncated {
-                        Some(t) => format!("the link closed in the middle of a frame ({t})"),
-                        None => "the link closed before its End frame".into(),
-                    };
-                    broken(format!("{why}; the worker of `{}` is probably gone", port.upstream_name));
-                }
+                port.reader.lock().expect("frame reader lock").connection_closed(&buf);
                 return;
             }
             Ok(n) => n,
@@ -332,57 +428,19 @@ fn serve<M: WireMessage>(port: &Port<M>, mut stream: TcpStream) {
         loop {
             let before = buf.len();
             let outcome = port.reader.lock().expect("frame reader lock").read_frame(&mut buf, now_ms());
-            let verdict = policy.observe(&outcome);
             match outcome {
                 Ok(None) => break,
                 Ok(Some(frame)) => {
-                    if frame.sender != port.upstream {
-                        // The link key names both ends, so this is a bug rather than an attack.
-                        broken(format!(
-                            "a frame verified with the key of the link from group {} but names sender {}",
-                            port.upstream, frame.sender
-                        ));
-                        return;
-                    }
-                    authenticated = true;
-                    port.counters.frames_received.fetch_add(1, Ordering::Relaxed);
-                    port.counters.bytes_received.fetch_add((before - buf.len()) as u64, Ordering::Relaxed);
-                    match frame.kind {
-                        FrameKind::Data => {
-                            let mut batch = Vec::with_capacity(frame.envelopes.len());
-                            for wire in &frame.envelopes {
-                                match M::decode(&wire.payload) {
-                                    Ok(payload) => batch.push(Envelope::new(wire.header, payload)),
-                                    Err(e) => {
-                                        broken(format!("event {} from `{}`: {e}", wire.header.seq, port.upstream_name));
-                                        return;
-                                    }
-                                }
-                            }
-                            if port.tx.send(Inbound::Batch(batch)).is_err() {
-                                return;
-                            }
-                        }
-                        FrameKind::End => {
-                            let _ = port.tx.send(Inbound::End);
-                            return;
-                        }
-                        FrameKind::Heartbeat => {}
-                        FrameKind::Control => {
-                            broken("a control frame arrived on the data link".into());
-                            return;
-                        }
-                    }
+                    let first = Some((frame, before - buf.len()));
+                    // Only one upstream link: a second authenticated connection is dropped.
+                    let _ = port.handoff.try_send(Upstream { stream, buf, first });
+                    return;
                 }
                 Err(rejected) => {
-                    if authenticated {
-                        broken(format!("a frame on the link from `{}` was rejected: {rejected}", port.upstream_name));
+                    if policy.on_rejected(&rejected) == ConnectionVerdict::Close {
                         return;
                     }
                 }
-            }
-            if verdict == ConnectionVerdict::Close {
-                return;
             }
         }
     }
