@@ -237,6 +237,20 @@ fn check(config_path: &Path) -> Result<(), Failure> {
     let chain = apps::check(&config)?;
     println!("{}: ok ({}/{}, {} nodes)", config_path.display(), config.app, config.scenario, config.nodes.len());
     println!("  {chain}");
+    if let Some(mp) = &config.runtime.multiprocess {
+        println!("  multiprocess, {} process groups:", mp.groups.len());
+        for group in &mp.groups {
+            let mut steps: Vec<&str> = Vec::new();
+            if group.source {
+                steps.push("source");
+            }
+            steps.extend(config.nodes[group.nodes.clone()].iter().map(|n| n.name.as_str()));
+            if group.sink {
+                steps.push("sink");
+            }
+            println!("    {}: {}", group.name, steps.join(" → "));
+        }
+    }
     Ok(())
 }
 

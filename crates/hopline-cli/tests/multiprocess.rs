@@ -628,3 +628,14 @@ fn a_worker_that_stops_answering_is_killed_after_the_heartbeat_timeout() {
     );
     assert_all_gone(&pids);
 }
+
+#[test]
+fn check_shows_each_process_group_and_what_it_runs() {
+    let output = Command::new(hopline_bin()).arg("check").arg(mp_config("baseline")).output().unwrap();
+    assert!(output.status.success());
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(text.contains("multiprocess, 3 process groups:"), "{text}");
+    assert!(text.contains("    ingest: source → parse → time_keys → idempotency\n"), "{text}");
+    assert!(text.contains("    policy: features → policies\n"), "{text}");
+    assert!(text.contains("    egress: format → sink\n"), "{text}");
+}

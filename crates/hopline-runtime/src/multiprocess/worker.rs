@@ -257,12 +257,12 @@ impl<M: LineMessage + WireMessage> Worker<M> {
     fn execute(&mut self) -> Result<(), RunError> {
         let counters = Arc::clone(&self.counters);
         let mut on_progress = |p: Progress| {
-            counters.records_in.store(p.records_in, Ordering::Relaxed);
             counters.records_out.store(p.records_out, Ordering::Relaxed);
             counters.bytes_read.store(p.bytes_read, Ordering::Relaxed);
             counters.bytes_total.store(p.bytes_total.unwrap_or(u64::MAX), Ordering::Relaxed);
         };
-        let mut source = Stoppable { inner: &mut *self.source, stop: &self.stop };
+        let mut source =
+            Stoppable { inner: &mut *self.source, stop: &self.stop, records_in: &self.counters.records_in };
         let sink: &mut dyn Sink<M> = match &mut self.downstream {
             Some(link) => link,
             None => &mut *self.sink,
@@ -416,10 +416,12 @@ fn status_of(counters: &Counters, rejects: Option<&Arc<Mutex<FrameReader>>>, hol
     }
 }
 
-/// A source that reports exhaustion once a stop is requested: the drain of a graceful stop.
+/// A source that reports exhaustion once a stop is requested (the drain of a graceful stop),
+/// and counts what it hands over as soon as it does (a batch that then fails still counts).
 struct Stoppable<'a, M> {
     inner: &'a mut dyn Source<M>,
     stop: &'a AtomicBool,
+    records_in: &'a AtomicU64,
 }
 
 impl<M: Message> Source<M> for Stoppable<'_, M> {
@@ -427,7 +429,10 @@ impl<M: Message> Source<M> for Stoppable<'_, M> {
         if self.stop.load(Ordering::SeqCst) {
             return Ok(false);
         }
-        self.inner.next_batch(out, max)
+        let before = out.len();
+        let more = self.inner.next_batch(out, max)?;
+        self.records_in.fetch_add((out.len() - before) as u64, Ordering::Relaxed);
+        Ok(more)
     }
 
     fn position(&self) -> (u64, Option<u64>) {
