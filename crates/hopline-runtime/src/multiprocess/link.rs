@@ -445,3 +445,192 @@ fn screen(port: &Port, mut stream: TcpStream) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::net::TcpListener;
+
+    use bytes::Bytes;
+    use hopline_model::{EnvelopeHeader, Message, WireError};
+    use hopline_transport::Limits;
+
+    use super::*;
+
+    /// A payload of bytes, for links without an app.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    struct Text(Bytes);
+
+    impl Message for Text {
+        fn kind(&self) -> &'static str {
+            "text"
+        }
+    }
+
+    impl WireMessage for Text {
+        fn encode(&self, out: &mut Vec<u8>) {
+            out.extend_from_slice(&self.0);
+        }
+        fn decode(payload: &Bytes) -> Result<Self, WireError> {
+            if payload.first() == Some(&0xff) {
+                return Err(WireError("0xff is not text"));
+            }
+            Ok(Text(payload.clone()))
+        }
+    }
+
+    fn envelopes(range: std::ops::Range<u64>, size: usize) -> Vec<Envelope<Text>> {
+        range
+            .map(|seq| {
+                let header = EnvelopeHeader { seq, ..Default::default() };
+                Envelope::new(header, Text(Bytes::from(vec![b'a' + (seq % 26) as u8; size])))
+            })
+            .collect()
+    }
+
+    struct Link {
+        sender: LinkSender<Text>,
+        source: UpstreamSource<Text>,
+        reader: Arc<Mutex<FrameReader>>,
+        counters: Arc<LinkCounters>,
+        addr: std::net::SocketAddr,
+    }
+
+    fn link(max_frame_bytes: u32, max_envelopes: usize) -> Link {
+        let key = TransportKey::from_bytes([9; 32]);
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let limits = Limits { max_frame_bytes, ..Limits::default() };
+        let reader = Arc::new(Mutex::new(FrameReader::new(key.for_link(0, 1), limits).unwrap()));
+        let counters = Arc::new(LinkCounters::default());
+        let source = spawn_listener::<Text>(listener, Arc::clone(&reader), 0, "up", Arc::clone(&counters)).unwrap();
+        let stream = TcpStream::connect(addr).unwrap();
+        let sender = LinkSender::new(
+            stream,
+            &key,
+            0,
+            1,
+            "down",
+            max_frame_bytes,
+            max_envelopes,
+            Arc::new(LinkCounters::default()),
+        );
+        Link { sender, source, reader, counters, addr }
+    }
+
+    fn drain(source: &mut UpstreamSource<Text>) -> Result<Vec<Envelope<Text>>, SourceError> {
+        let mut all = Vec::new();
+        while source.next_batch(&mut all, usize::MAX)? {}
+        Ok(all)
+    }
+
+    #[test]
+    fn envelopes_cross_in_order_with_their_route_stamped() {
+        let mut link = link(8 << 20, 1024);
+        link.sender.greet().unwrap();
+        let sent = envelopes(1..2001, 40);
+        link.sender.write_batch(&mut sent.clone()).unwrap();
+        link.sender.finish().unwrap();
+        let got = drain(&mut link.source).unwrap();
+        assert_eq!(got.len(), 2000);
+        for (a, b) in sent.iter().zip(&got) {
+            assert_eq!(a.payload, b.payload);
+            assert_eq!(b.header.seq, a.header.seq);
+            assert_eq!(b.header.route.handoff_from, Some(0));
+            assert_eq!(b.header.route.process_group, 1);
+            assert_eq!(b.header.route.route_hop, 1);
+        }
+        // greeting + two data frames (1,024 + 976) + End
+        assert_eq!(link.counters.frames_received.load(Ordering::Relaxed), 4);
+    }
+
+    #[test]
+    fn frames_split_at_max_envelopes_and_at_max_frame_bytes() {
+        let mut link = link(8 << 20, 3);
+        link.sender.write_batch(&mut envelopes(1..11, 8)).unwrap();
+        link.sender.finish().unwrap();
+        assert_eq!(drain(&mut link.source).unwrap().len(), 10);
+        assert_eq!(link.counters.frames_received.load(Ordering::Relaxed), 4 + 1, "3+3+3+1 and End");
+
+        // 100-byte payloads, 35 bytes of envelope header: three fit in 56 + 3 × 139 bytes.
+        let mut link = link_with_limit(56 + 3 * 139);
+        link.sender.write_batch(&mut envelopes(1..8, 100)).unwrap();
+        link.sender.finish().unwrap();
+        assert_eq!(drain(&mut link.source).unwrap().len(), 7);
+        assert_eq!(link.counters.frames_received.load(Ordering::Relaxed), 3 + 1, "3+3+1 and End");
+    }
+
+    fn link_with_limit(max_frame_bytes: u32) -> Link {
+        link(max_frame_bytes, 1024)
+    }
+
+    #[test]
+    fn an_envelope_larger_than_a_frame_is_refused_by_the_sender() {
+        let mut link = link_with_limit(200);
+        let err = link.sender.write_batch(&mut envelopes(1..2, 500)).unwrap_err();
+        assert!(err.to_string().contains("process group `down`"), "{err}");
+        assert!(chain(&err).contains("more than max_frame_bytes (200)"), "{}", chain(&err));
+    }
+
+    fn chain(e: &dyn std::error::Error) -> String {
+        crate::multiprocess::failure::chain(e)
+    }
+
+    #[test]
+    fn an_upstream_that_hangs_up_before_its_end_frame_breaks_the_source() {
+        let mut link = link(8 << 20, 1024);
+        link.sender.write_batch(&mut envelopes(1..6, 10)).unwrap();
+        drop(link.sender);
+        let err = drain(&mut link.source).unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("the link from process group `up` broke"), "{text}");
+        assert!(text.contains("closed before its End frame"), "{text}");
+    }
+
+    #[test]
+    fn a_payload_that_does_not_decode_breaks_the_source_naming_the_event() {
+        let mut link = link(8 << 20, 1024);
+        let mut batch = envelopes(1..4, 10);
+        batch[1].payload = Text(Bytes::from_static(&[0xff, 1]));
+        link.sender.write_batch(&mut batch).unwrap();
+        let err = drain(&mut link.source).unwrap_err();
+        assert!(err.to_string().contains("event 2: payload does not decode: 0xff is not text"), "{err}");
+    }
+
+    #[test]
+    fn a_stranger_is_counted_and_ignored_while_the_link_goes_on() {
+        let mut link = link(8 << 20, 1024);
+        link.sender.greet().unwrap();
+        // A stranger with the wrong key sends three frames (the policy closes after three bad
+        // signatures), and another hangs up half-way through a frame.
+        let wrong = TransportKey::from_bytes([1; 32]);
+        let mut stranger = LinkSender::<Text>::new(
+            TcpStream::connect(link.addr).unwrap(),
+            &wrong,
+            0,
+            1,
+            "down",
+            8 << 20,
+            1024,
+            Arc::new(LinkCounters::default()),
+        );
+        for seq in 1..4 {
+            stranger.write_batch(&mut envelopes(seq..seq + 1, 5)).unwrap();
+        }
+        let mut half = TcpStream::connect(link.addr).unwrap();
+        half.write_all(&[0, 0, 1, 0, 0xa1, 1, 0, 0]).unwrap();
+        drop(half);
+        link.sender.write_batch(&mut envelopes(1..4, 10)).unwrap();
+        link.sender.finish().unwrap();
+        assert_eq!(drain(&mut link.source).unwrap().len(), 3);
+        // The stranger threads finish on their own; wait for their counts.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let counts = *link.reader.lock().unwrap().reject_counts();
+            if counts.bad_signature == 3 && counts.truncated == 1 {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "{counts:?}");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    }
+}
