@@ -240,6 +240,15 @@ fn probe_config(dir: &Path, fault: &str, extra_runtime: &str) -> PathBuf {
     write_config(dir, "probe.yml", &text)
 }
 
+/// Runs `config` to its end, which must be a failure (exit 1); returns the run and its stderr.
+fn run_to_failure(config: &Path, args: &[&str]) -> (Run, String) {
+    let mut run = Run::start(config, args, false);
+    let status = run.wait();
+    let log = run.stderr.text();
+    assert_eq!(status.code(), Some(1), "{log}");
+    (run, log)
+}
+
 #[test]
 fn fixture_output_is_byte_identical_to_the_memory_profile_for_both_scenarios() {
     for (scenario, expected) in [("baseline", "output.txt"), ("exp_mp", "output_exp_mp.txt")] {
@@ -328,10 +337,7 @@ fn a_worker_killed_mid_run_is_reported_with_its_group_and_pid_and_nothing_is_lef
 fn a_node_panic_reaches_the_supervisor_with_its_message_and_place() {
     let dir = tempfile::tempdir().unwrap();
     let config = probe_config(dir.path(), "{ at: 3, action: panic }", "");
-    let mut run = Run::start(&config, &[], false);
-    let status = run.wait();
-    let log = run.stderr.text();
-    assert_eq!(status.code(), Some(1), "{log}");
+    let (run, log) = run_to_failure(&config, &[]);
     let pid = run.worker_pid("b");
     let root = format!(
         "hopline: execution: process group `b` (worker pid {pid}), node `fault`: panicked: probe panic at event 3"
@@ -351,10 +357,7 @@ fn a_node_panic_reaches_the_supervisor_with_its_message_and_place() {
 fn a_node_error_names_the_node_and_the_event() {
     let dir = tempfile::tempdir().unwrap();
     let config = probe_config(dir.path(), "{ at: 4, action: error }", "");
-    let mut run = Run::start(&config, &[], false);
-    let status = run.wait();
-    let log = run.stderr.text();
-    assert_eq!(status.code(), Some(1), "{log}");
+    let (run, log) = run_to_failure(&config, &[]);
     let pid = run.worker_pid("b");
     assert!(
         log.contains(&format!(
@@ -369,10 +372,7 @@ fn a_node_error_names_the_node_and_the_event() {
 fn a_worker_exiting_early_is_a_worker_failure_with_its_exit_code() {
     let dir = tempfile::tempdir().unwrap();
     let config = probe_config(dir.path(), "{ at: 2, action: exit, code: 7 }", "");
-    let mut run = Run::start(&config, &[], false);
-    let status = run.wait();
-    let log = run.stderr.text();
-    assert_eq!(status.code(), Some(1), "{log}");
+    let (run, log) = run_to_failure(&config, &[]);
     let pid = run.worker_pid("b");
     assert!(
         log.contains(&format!(
@@ -390,10 +390,7 @@ fn a_worker_that_is_not_ready_in_time_is_a_lifecycle_ready_failure() {
     let fifo = dir.path().join("out.fifo");
     assert!(Command::new("mkfifo").arg(&fifo).status().unwrap().success());
     let config = probe_config(dir.path(), "{ at: 100, action: error }", "  ready_timeout: 1s\n");
-    let mut run = Run::start(&config, &["-o", fifo.to_str().unwrap()], false);
-    let status = run.wait();
-    let log = run.stderr.text();
-    assert_eq!(status.code(), Some(1), "{log}");
+    let (run, log) = run_to_failure(&config, &["-o", fifo.to_str().unwrap()]);
     let pid = run.worker_pid("c");
     assert!(
         log.contains(&format!(
