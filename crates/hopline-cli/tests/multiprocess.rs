@@ -619,7 +619,7 @@ fn a_worker_that_stops_answering_is_killed_after_the_heartbeat_timeout() {
     assert_eq!(status.code(), Some(1), "{log}");
     assert!(
         log.contains(&format!(
-            "worker-failed: process group `policy` (worker pid {policy}): no heartbeat for 1000 ms (heartbeat_timeout); killed it"
+            "worker-failed: process group `policy` (worker pid {policy}): no heartbeat for 2000 ms (heartbeat_timeout); killed it"
         )),
         "{log}"
     );

@@ -40,6 +40,7 @@ use std::net::{TcpListener, TcpStream};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -135,58 +136,49 @@ enum Phase {
 pub fn supervise(run: Supervised<'_>, progress: &mut dyn FnMut(Progress)) -> Result<RunReport, RunError> {
     let started = Instant::now();
     let mp = run.config.runtime.multiprocess.as_ref().expect("the caller checked the profile");
-    let mut log_fn = run.log;
-    let mut log = |line: &str| {
-        if let Some(log) = log_fn.as_mut() {
-            log(&format!("[{:>8.3}s] {line}", started.elapsed().as_secs_f64()));
-        }
-    };
-    let mut notice_fn = run.notices;
-    let mut notice = |text: &str| {
-        if let Some(notice) = notice_fn.as_mut() {
-            notice(text);
-        }
-    };
-    let names: Vec<&str> = mp.groups.iter().map(|g| g.name.as_str()).collect();
-    log(&format!(
-        "config validated: {}/{}, {} process groups ({})",
-        run.config.app,
-        run.config.scenario,
-        mp.groups.len(),
-        names.join(" → ")
-    ));
-
     let key = match &mp.transport.key {
         KeySource::Generate => TransportKey::generate(),
         KeySource::File(path) => TransportKey::from_file(resolve(run.config_dir, path)),
         KeySource::Env(var) => TransportKey::from_env(var),
     }
     .map_err(RunError::Key)?;
-    let listener = TcpListener::bind((mp.host.as_str(), 0)).map_err(|source| RunError::Bind {
-        what: "the control listener",
-        host: mp.host.clone(),
-        source,
-    })?;
-    let control_addr = listener.local_addr().map_err(|source| RunError::Bind {
-        what: "the control listener",
-        host: mp.host.clone(),
-        source,
-    })?;
-    log(&format!("control listener bound on {control_addr}"));
-
     let (tx, rx) = mpsc::channel::<Event>();
-    spawn_signal_thread(tx.clone());
-    spawn_accept_thread(listener, key.clone(), mp, tx.clone());
+    let mut sup = Supervisor {
+        mp,
+        started,
+        key,
+        workers: Vec::with_capacity(mp.groups.len()),
+        failures: Vec::new(),
+        phase: Phase::Starting,
+        ready_deadline: started + mp.ready_timeout,
+        stopped_by: None,
+        peers_sent: false,
+        stdin_forward: None,
+        tx,
+        log: run.log,
+        notices: run.notices,
+    };
+    let names: Vec<&str> = mp.groups.iter().map(|g| g.name.as_str()).collect();
+    sup.log(&format!(
+        "config validated: {}/{}, {} process groups ({})",
+        run.config.app,
+        run.config.scenario,
+        mp.groups.len(),
+        names.join(" → ")
+    ));
+    let bind_error = |source| RunError::Bind { what: "the control listener", host: mp.host.clone(), source };
+    let listener = TcpListener::bind((mp.host.as_str(), 0)).map_err(bind_error)?;
+    let control_addr = listener.local_addr().map_err(bind_error)?;
+    sup.log(&format!("control listener bound on {control_addr}"));
+    spawn_signal_thread(sup.tx.clone());
+    spawn_accept_thread(listener, sup.key.clone(), mp, sup.tx.clone());
 
-    let mut workers: Vec<WorkerState> = Vec::with_capacity(mp.groups.len());
-    let mut failures: Vec<Failure> = Vec::new();
-    let mut stdin_forward: Option<StdinForward> = None;
     for group in &mp.groups {
         let boot = Bootstrap {
             config_origin: run.config.origin.clone(),
             config_text: run.config_text.to_string(),
             group: group.index,
-            key: key.clone(),
+            key: sup.key.clone(),
             control_addr,
             supervisor_pid: std::process::id(),
             input: run.input.clone(),
@@ -195,242 +187,287 @@ pub fn supervise(run: Supervised<'_>, progress: &mut dyn FnMut(Progress)) -> Res
         };
         match spawn_worker(&run.worker, &boot, mp, group.source && run.input == "-") {
             Ok((child, forward)) => {
-                if forward.is_some() {
-                    stdin_forward = forward;
-                }
-                log(&format!("worker `{}` spawned (pid {})", group.name, child.id()));
-                workers.push(WorkerState::new(&group.name, child));
+                sup.stdin_forward = sup.stdin_forward.take().or(forward);
+                sup.log(&format!("worker `{}` spawned (pid {})", group.name, child.id()));
+                sup.workers.push(WorkerState::new(&group.name, child));
             }
             Err(e) => {
-                failures.push(Failure::new(
-                    FailureKind::LifecycleStart,
-                    &group.name,
-                    None,
-                    format!("cannot start a worker ({}): {e}", run.worker.program.display()),
-                ));
+                let cause = format!("cannot start a worker ({}): {e}", run.worker.program.display());
+                sup.failures.push(Failure::new(FailureKind::LifecycleStart, &group.name, None, cause));
                 break;
             }
         }
     }
 
-    let mut phase = if failures.is_empty() { Phase::Starting } else { Phase::Draining(Instant::now()) };
-    let ready_deadline = Instant::now() + mp.ready_timeout;
-    let mut stopped_by: Option<&'static str> = None;
-    let mut peers_sent = false;
-
-    loop {
-        let event = match rx.recv_timeout(Duration::from_millis(20)) {
-            Ok(event) => Some(event),
-            Err(RecvTimeoutError::Timeout) => None,
+    while !sup.finished() {
+        match rx.recv_timeout(Duration::from_millis(20)) {
+            Ok(event) => sup.handle(event, progress),
+            Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => unreachable!("the supervisor holds a sender"),
-        };
-        match event {
-            Some(Event::Hello { group, pid, data_addr, reader, writer }) => {
-                let Some(worker) = workers.get_mut(usize::from(group)) else { continue };
-                if worker.hello || worker.pid != pid {
-                    // Not the process we started for this group (or a second greeting): refuse.
-                    continue;
-                }
-                if let Some(addr) = &data_addr {
-                    log(&format!("worker `{}` (pid {pid}) takes frames on {addr}", worker.name));
-                } else {
-                    log(&format!("worker `{}` (pid {pid}) connected", worker.name));
-                }
-                worker.hello = true;
-                worker.data_addr = data_addr;
-                worker.last_heard = Instant::now();
-                worker.writer = Some(ControlWriter::new(writer, key.for_link(SUPERVISOR, group), SUPERVISOR));
-                spawn_control_reader(group, reader, tx.clone());
-            }
-            Some(Event::Control { group, message }) => {
-                let worker = &mut workers[usize::from(group)];
-                worker.last_heard = Instant::now();
-                match message {
-                    ToSupervisor::Hello { .. } => {}
-                    ToSupervisor::Ready => {
-                        worker.ready = true;
-                        log(&format!("worker `{}` (pid {}) ready", worker.name, worker.pid));
-                    }
-                    ToSupervisor::Heartbeat { status } => {
-                        worker.status = status;
-                        report_progress(&workers, progress);
-                    }
-                    ToSupervisor::Done { status, nodes } => {
-                        worker.status = status;
-                        worker.nodes = nodes;
-                        worker.done = true;
-                        log(&format!("worker `{}` (pid {}) done", worker.name, worker.pid));
-                    }
-                    ToSupervisor::Failed { mut failure, status, nodes } => {
-                        worker.status = status;
-                        worker.nodes = nodes;
-                        worker.failed = true;
-                        failure.pid = Some(worker.pid);
-                        log(&format!("worker `{}` (pid {}) failed: {failure}", worker.name, worker.pid));
-                        failures.push(failure);
-                    }
-                }
-            }
-            Some(Event::ControlLost { group }) => workers[usize::from(group)].control_lost = true,
-            Some(Event::Signal(SIGUSR1)) => notice(&status_table(&workers, started.elapsed(), phase)),
-            Some(Event::Signal(signal)) => {
-                let name = signal_name(signal);
-                match phase {
-                    Phase::Running if stopped_by.is_none() && failures.is_empty() => {
-                        stopped_by = Some(name);
-                        let line =
-                            format!("{name}: stopping; draining the pipeline (send it again to kill the workers)");
-                        log(&line);
-                        notice(&line);
-                        stop_source(&mut workers, stdin_forward.as_ref());
-                        phase = Phase::Draining(Instant::now() + mp.stop_timeout);
-                    }
-                    Phase::Killed => {}
-                    _ => {
-                        log(&format!("{name}: killing every worker"));
-                        notice(&format!("{name}: killing every worker"));
-                        failures.push(Failure::new(
-                            FailureKind::LifecycleStop,
-                            "(all)",
-                            None,
-                            format!("stopped by {name}; the workers were killed"),
-                        ));
-                        kill_all(&mut workers);
-                        phase = Phase::Killed;
-                    }
-                }
-            }
-            None => {}
         }
+        sup.reap();
+        sup.advance();
+    }
+    sup.log("every worker has exited");
 
-        // Children that have exited, and what that means.
-        for worker in workers.iter_mut().filter(|w| w.exit.is_none()) {
+    let report = build_report(run.config, &sup.workers, started.elapsed(), sup.stopped_by);
+    match Failure::root_index(&sup.failures) {
+        None => Ok(report),
+        Some(root) => {
+            let root = sup.failures.remove(root);
+            Err(RunError::Multiprocess(Box::new(MultiprocessFailure { root, consequences: sup.failures, report })))
+        }
+    }
+}
+
+/// The supervisor's state between events.
+struct Supervisor<'a> {
+    mp: &'a MultiprocessConfig,
+    started: Instant,
+    key: TransportKey,
+    /// One per process group, in pipeline order (fewer if a spawn failed).
+    workers: Vec<WorkerState>,
+    /// Every failure, in the order they were seen.
+    failures: Vec<Failure>,
+    phase: Phase,
+    ready_deadline: Instant,
+    stopped_by: Option<&'static str>,
+    peers_sent: bool,
+    stdin_forward: Option<StdinForward>,
+    tx: Sender<Event>,
+    log: Option<&'a mut dyn FnMut(&str)>,
+    notices: Option<&'a mut dyn FnMut(&str)>,
+}
+
+impl Supervisor<'_> {
+    fn log(&mut self, line: &str) {
+        if let Some(log) = self.log.as_mut() {
+            log(&format!("[{:>8.3}s] {line}", self.started.elapsed().as_secs_f64()));
+        }
+    }
+
+    fn notice(&mut self, text: &str) {
+        if let Some(notice) = self.notices.as_mut() {
+            notice(text);
+        }
+    }
+
+    /// Every worker has exited and said its last word (or never connected).
+    fn finished(&self) -> bool {
+        let all_gone = self.workers.iter().all(|w| w.exit.is_some() && (w.control_lost || !w.hello));
+        all_gone && (self.phase != Phase::Starting || self.workers.len() < self.mp.groups.len())
+    }
+
+    fn handle(&mut self, event: Event, progress: &mut dyn FnMut(Progress)) {
+        match event {
+            Event::Hello { group, pid, data_addr, reader, writer } => {
+                self.on_hello(group, pid, data_addr, reader, writer)
+            }
+            Event::Control { group, message } => self.on_message(group, message, progress),
+            Event::ControlLost { group } => self.workers[usize::from(group)].control_lost = true,
+            Event::Signal(SIGUSR1) => {
+                let table = status_table(&self.workers, self.started.elapsed(), self.phase);
+                self.notice(&table);
+            }
+            Event::Signal(signal) => self.on_stop_signal(signal),
+        }
+    }
+
+    fn on_hello(&mut self, group: u16, pid: u32, data_addr: Option<String>, reader: ControlReader, writer: TcpStream) {
+        let Some(worker) = self.workers.get_mut(usize::from(group)) else { return };
+        if worker.hello || worker.pid != pid {
+            // Not the process started for this group, or a second greeting: refuse it.
+            return;
+        }
+        worker.hello = true;
+        worker.last_heard = Instant::now();
+        worker.writer = Some(ControlWriter::new(writer, self.key.for_link(SUPERVISOR, group), SUPERVISOR));
+        let line = match &data_addr {
+            Some(addr) => format!("worker `{}` (pid {pid}) takes frames on {addr}", worker.name),
+            None => format!("worker `{}` (pid {pid}) connected", worker.name),
+        };
+        worker.data_addr = data_addr;
+        spawn_control_reader(group, reader, self.tx.clone());
+        self.log(&line);
+    }
+
+    fn on_message(&mut self, group: u16, message: ToSupervisor, progress: &mut dyn FnMut(Progress)) {
+        let worker = &mut self.workers[usize::from(group)];
+        worker.last_heard = Instant::now();
+        let (name, pid) = (worker.name.clone(), worker.pid);
+        match message {
+            ToSupervisor::Hello { .. } => {}
+            ToSupervisor::Ready => {
+                worker.ready = true;
+                self.log(&format!("worker `{name}` (pid {pid}) ready"));
+            }
+            ToSupervisor::Heartbeat { status } => {
+                worker.status = status;
+                report_progress(&self.workers, progress);
+            }
+            ToSupervisor::Done { status, nodes } => {
+                worker.status = status;
+                worker.nodes = nodes;
+                worker.done = true;
+                self.log(&format!("worker `{name}` (pid {pid}) done"));
+            }
+            ToSupervisor::Failed { mut failure, status, nodes } => {
+                worker.status = status;
+                worker.nodes = nodes;
+                worker.failed = true;
+                failure.pid = Some(pid);
+                self.log(&format!("worker `{name}` (pid {pid}) failed: {failure}"));
+                self.failures.push(failure);
+            }
+        }
+    }
+
+    /// SIGINT or SIGTERM: the first drains a healthy run, anything else kills.
+    fn on_stop_signal(&mut self, signal: i32) {
+        let name = signal_name(signal);
+        match self.phase {
+            Phase::Running if self.stopped_by.is_none() && self.failures.is_empty() => {
+                self.stopped_by = Some(name);
+                let line = format!("{name}: stopping; draining the pipeline (send it again to kill the workers)");
+                self.log(&line);
+                self.notice(&line);
+                stop_source(&mut self.workers, self.stdin_forward.as_ref());
+                self.phase = Phase::Draining(Instant::now() + self.mp.stop_timeout);
+            }
+            Phase::Killed => {}
+            _ => {
+                let line = format!("{name}: killing every worker");
+                self.log(&line);
+                self.notice(&line);
+                let cause = format!("stopped by {name}; the workers were killed");
+                self.failures.push(Failure::new(FailureKind::LifecycleStop, "(all)", None, cause));
+                self.kill_all();
+            }
+        }
+    }
+
+    fn kill_all(&mut self) {
+        kill_all(&mut self.workers);
+        self.phase = Phase::Killed;
+    }
+
+    /// Notes workers that have exited, and judges an exit that came before DONE or FAILED.
+    fn reap(&mut self) {
+        let mut exited = Vec::new();
+        for worker in self.workers.iter_mut().filter(|w| w.exit.is_none()) {
             if let Ok(Some(status)) = worker.child.try_wait() {
                 worker.exit = Some(status);
-                log(&format!("worker `{}` (pid {}) exited: {}", worker.name, worker.pid, describe_exit(status)));
+                exited.push(format!("worker `{}` (pid {}) exited: {}", worker.name, worker.pid, describe_exit(status)));
             }
         }
-        for worker in workers.iter_mut() {
+        for line in exited {
+            self.log(&line);
+        }
+        for worker in &mut self.workers {
             let Some(status) = worker.exit else { continue };
             // A worker's last control messages come before its connection closes: wait for
-            // the close (or a moment, if it never connected) before judging its exit.
+            // the close (if it ever connected) before judging its exit.
             let settled = worker.control_lost || !worker.hello;
-            if settled && !worker.done && !worker.failed {
-                worker.failed = true;
-                let kind = if worker.ready { FailureKind::WorkerFailed } else { FailureKind::LifecycleStart };
-                let when = if worker.ready { "before finishing" } else { "before READY" };
-                let cause = match status.signal() {
-                    Some(9) if phase == Phase::Killed => continue,
-                    Some(signal) => format!("killed by signal {signal} ({}) {when}", signal_name(signal)),
-                    None => format!("exited with code {} {when}", status.code().unwrap_or(-1)),
-                };
-                failures.push(Failure::new(kind, &worker.name.clone(), Some(worker.pid), cause));
+            if !settled || worker.done || worker.failed {
+                continue;
             }
+            worker.failed = true;
+            if self.phase == Phase::Killed && status.signal() == Some(libc::SIGKILL) {
+                continue; // killed by us; the reason is already a failure
+            }
+            let (kind, when) = if worker.ready {
+                (FailureKind::WorkerFailed, "before finishing")
+            } else {
+                (FailureKind::LifecycleStart, "before READY")
+            };
+            let cause = match status.signal() {
+                Some(signal) => format!("killed by signal {signal} ({}) {when}", signal_name(signal)),
+                None => format!("exited with code {} {when}", status.code().unwrap_or(-1)),
+            };
+            self.failures.push(Failure::new(kind, &worker.name, Some(worker.pid), cause));
         }
+    }
 
+    /// Moves the run along: PEERS and START once everyone is there, and the deadlines.
+    fn advance(&mut self) {
         let now = Instant::now();
-        match phase {
-            Phase::Starting => {
-                if !peers_sent && workers.iter().all(|w| w.hello) {
-                    for i in 0..workers.len() {
-                        let downstream = workers.get(i + 1).and_then(|next| next.data_addr.clone());
-                        send(&mut workers[i], &ToWorker::Peers { downstream });
-                    }
-                    peers_sent = true;
-                }
-                if workers.iter().all(|w| w.ready) {
-                    log(&format!("all {} workers ready; starting ingress", workers.len()));
-                    for worker in &mut workers {
-                        send(worker, &ToWorker::Start);
-                    }
-                    phase = Phase::Running;
-                } else if now >= ready_deadline && failures.is_empty() {
-                    let late: Vec<String> =
-                        workers.iter().filter(|w| !w.ready).map(|w| format!("`{}` (pid {})", w.name, w.pid)).collect();
-                    let first = workers.iter().find(|w| !w.ready).expect("one is late");
-                    failures.push(Failure::new(
-                        FailureKind::LifecycleReady,
-                        &first.name.clone(),
-                        Some(first.pid),
-                        format!(
-                            "not READY within ready_timeout ({} ms): {} not ready",
-                            mp.ready_timeout.as_millis(),
-                            late.join(", ")
-                        ),
-                    ));
-                    kill_all(&mut workers);
-                    phase = Phase::Killed;
-                }
-            }
-            Phase::Running => {
-                for worker in workers.iter_mut().filter(|w| w.exit.is_none() && !w.done && !w.failed) {
-                    if now.duration_since(worker.last_heard) > mp.heartbeat_timeout {
-                        failures.push(Failure::new(
-                            FailureKind::WorkerFailed,
-                            &worker.name,
-                            Some(worker.pid),
-                            format!(
-                                "no heartbeat for {} ms (heartbeat_timeout); killed it",
-                                mp.heartbeat_timeout.as_millis()
-                            ),
-                        ));
-                        worker.failed = true;
-                        let _ = worker.child.kill();
-                    }
-                }
-            }
+        match self.phase {
+            Phase::Starting => self.advance_startup(now),
+            Phase::Running => self.check_heartbeats(now),
             Phase::Draining(deadline) if now >= deadline => {
-                let stuck: Vec<String> = workers
+                let stuck: Vec<String> = self
+                    .workers
                     .iter()
                     .filter(|w| w.exit.is_none())
                     .map(|w| format!("`{}` (pid {})", w.name, w.pid))
                     .collect();
-                if !stuck.is_empty() {
-                    let first = workers.iter().find(|w| w.exit.is_none()).expect("one is stuck");
-                    failures.push(Failure::new(
-                        FailureKind::LifecycleStop,
-                        &first.name.clone(),
-                        Some(first.pid),
-                        format!(
-                            "did not finish within stop_timeout ({} ms); killed {}",
-                            mp.stop_timeout.as_millis(),
-                            stuck.join(", ")
-                        ),
-                    ));
-                    kill_all(&mut workers);
-                    phase = Phase::Killed;
+                if let Some(first) = self.workers.iter().find(|w| w.exit.is_none()) {
+                    let cause = format!(
+                        "did not finish within stop_timeout ({} ms); killed {}",
+                        self.mp.stop_timeout.as_millis(),
+                        stuck.join(", ")
+                    );
+                    let failure = Failure::new(FailureKind::LifecycleStop, &first.name, Some(first.pid), cause);
+                    self.failures.push(failure);
+                    self.kill_all();
                 }
             }
             Phase::Draining(_) | Phase::Killed => {}
         }
-        // The first failure turns a run into a drain: stop the source, let the rest report.
-        if !failures.is_empty() && matches!(phase, Phase::Starting | Phase::Running) {
-            if phase == Phase::Starting {
-                kill_all(&mut workers);
-                phase = Phase::Killed;
-            } else {
-                stop_source(&mut workers, stdin_forward.as_ref());
-                phase = Phase::Draining(now + mp.stop_timeout);
+        // The first failure turns the run into a drain: stop the source, let the rest report.
+        if !self.failures.is_empty() {
+            match self.phase {
+                Phase::Starting => self.kill_all(),
+                Phase::Running => {
+                    stop_source(&mut self.workers, self.stdin_forward.as_ref());
+                    self.phase = Phase::Draining(now + self.mp.stop_timeout);
+                }
+                Phase::Draining(_) | Phase::Killed => {}
             }
         }
-        if workers.iter().all(|w| w.exit.is_some() && (w.control_lost || !w.hello)) && phase != Phase::Starting {
-            break;
+    }
+
+    fn advance_startup(&mut self, now: Instant) {
+        if self.workers.len() < self.mp.groups.len() {
+            return; // a spawn failed; the failure ends the startup
         }
-        if workers.is_empty() {
-            break;
+        if !self.peers_sent && self.workers.iter().all(|w| w.hello) {
+            for i in 0..self.workers.len() {
+                let downstream = self.workers.get(i + 1).and_then(|next| next.data_addr.clone());
+                send(&mut self.workers[i], &ToWorker::Peers { downstream });
+            }
+            self.peers_sent = true;
         }
-        if phase == Phase::Starting && workers.iter().all(|w| w.exit.is_some()) {
-            break;
+        if self.workers.iter().all(|w| w.ready) {
+            self.log(&format!("all {} workers ready; starting ingress", self.workers.len()));
+            for worker in &mut self.workers {
+                send(worker, &ToWorker::Start);
+            }
+            self.phase = Phase::Running;
+        } else if now >= self.ready_deadline && self.failures.is_empty() {
+            let late: Vec<String> =
+                self.workers.iter().filter(|w| !w.ready).map(|w| format!("`{}` (pid {})", w.name, w.pid)).collect();
+            let first = self.workers.iter().find(|w| !w.ready).expect("one is late");
+            let cause = format!(
+                "not READY within ready_timeout ({} ms): {} not ready",
+                self.mp.ready_timeout.as_millis(),
+                late.join(", ")
+            );
+            let failure = Failure::new(FailureKind::LifecycleReady, &first.name, Some(first.pid), cause);
+            self.failures.push(failure);
+            self.kill_all();
         }
     }
-    log("every worker has exited");
 
-    let report = build_report(run.config, &workers, started.elapsed(), stopped_by);
-    match Failure::root_index(&failures) {
-        None => Ok(report),
-        Some(root) => {
-            let root = failures.remove(root);
-            Err(RunError::Multiprocess(Box::new(MultiprocessFailure { root, consequences: failures, report })))
+    fn check_heartbeats(&mut self, now: Instant) {
+        let timeout = self.mp.heartbeat_timeout;
+        for worker in self.workers.iter_mut().filter(|w| w.exit.is_none() && !w.done && !w.failed) {
+            if now.duration_since(worker.last_heard) > timeout {
+                let cause = format!("no heartbeat for {} ms (heartbeat_timeout); killed it", timeout.as_millis());
+                self.failures.push(Failure::new(FailureKind::WorkerFailed, &worker.name, Some(worker.pid), cause));
+                worker.failed = true;
+                let _ = worker.child.kill();
+            }
         }
     }
 }
@@ -526,37 +563,55 @@ fn stop_source(workers: &mut [WorkerState], stdin_forward: Option<&StdinForward>
     }
 }
 
+/// Connections greeting the control listener at once: one per worker is needed; a local
+/// process opening many more cannot make the supervisor start threads without bound.
+const MAX_GREETING_CONNECTIONS: usize = 64;
+
 /// Accepts control connections; each must open with a HELLO that verifies under its group's key.
 fn spawn_accept_thread(listener: TcpListener, key: TransportKey, mp: &MultiprocessConfig, tx: Sender<Event>) {
     let groups = mp.groups.len();
     let skew_ms = mp.transport.max_clock_skew.as_millis() as u64;
     let hello_timeout = mp.ready_timeout;
+    let greeting = Arc::new(AtomicUsize::new(0));
     let _ = std::thread::Builder::new().name("control-accept".into()).spawn(move || {
         for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { continue };
-            let key = key.clone();
-            let tx = tx.clone();
-            let _ = std::thread::Builder::new().name("control-hello".into()).spawn(move || {
-                let _ = stream.set_read_timeout(Some(hello_timeout));
-                let _ = stream.set_nodelay(true);
-                let Ok((group, prefix)) = ControlReader::claimed_sender(&mut stream) else { return };
-                if usize::from(group) >= groups {
-                    return;
+            let Ok(stream) = stream else { continue };
+            if greeting.fetch_add(1, Ordering::SeqCst) >= MAX_GREETING_CONNECTIONS {
+                greeting.fetch_sub(1, Ordering::SeqCst);
+                continue;
+            }
+            let (key, tx, count) = (key.clone(), tx.clone(), Arc::clone(&greeting));
+            let spawned = std::thread::Builder::new().name("control-hello".into()).spawn(move || {
+                if let Some(hello) = greet(stream, &key, groups, skew_ms, hello_timeout) {
+                    let _ = tx.send(hello);
                 }
-                let Ok(read_half) = stream.try_clone() else { return };
-                let mut reader =
-                    ControlReader::new(read_half, key.for_link(group, SUPERVISOR), skew_ms).with_prefix(prefix);
-                let Ok(ToSupervisor::Hello { group: said, pid, data_addr }) = reader.recv::<ToSupervisor>() else {
-                    return;
-                };
-                if said != group {
-                    return;
-                }
-                let _ = stream.set_read_timeout(None);
-                let _ = tx.send(Event::Hello { group, pid, data_addr, reader, writer: stream });
+                count.fetch_sub(1, Ordering::SeqCst);
             });
+            if spawned.is_err() {
+                greeting.fetch_sub(1, Ordering::SeqCst);
+            }
         }
     });
+}
+
+/// Reads a new control connection's HELLO; `None` for anything that is not a worker of ours.
+fn greet(mut stream: TcpStream, key: &TransportKey, groups: usize, skew_ms: u64, timeout: Duration) -> Option<Event> {
+    stream.set_read_timeout(Some(timeout)).ok()?;
+    let _ = stream.set_nodelay(true);
+    let (group, prefix) = ControlReader::claimed_sender(&mut stream).ok()?;
+    if usize::from(group) >= groups {
+        return None;
+    }
+    let read_half = stream.try_clone().ok()?;
+    let mut reader = ControlReader::new(read_half, key.for_link(group, SUPERVISOR), skew_ms).with_prefix(prefix);
+    let Ok(ToSupervisor::Hello { group: said, pid, data_addr }) = reader.recv::<ToSupervisor>() else {
+        return None;
+    };
+    if said != group {
+        return None;
+    }
+    stream.set_read_timeout(None).ok()?;
+    Some(Event::Hello { group, pid, data_addr, reader, writer: stream })
 }
 
 fn spawn_control_reader(group: u16, mut reader: ControlReader, tx: Sender<Event>) {
