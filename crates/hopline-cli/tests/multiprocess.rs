@@ -604,7 +604,7 @@ fn sigusr1_prints_every_workers_status_and_the_run_goes_on() {
 fn a_worker_that_stops_answering_is_killed_after_the_heartbeat_timeout() {
     let text = std::fs::read_to_string(mp_config("baseline"))
         .unwrap()
-        .replace("  batch_size: 1024\n", "  batch_size: 1024\n  heartbeat_interval: 100ms\n  heartbeat_timeout: 1s\n");
+        .replace("  batch_size: 1024\n", "  batch_size: 1024\n  heartbeat_interval: 100ms\n  heartbeat_timeout: 2s\n");
     let text = text.replace("../../../tests/fixtures", &repo().join("tests/fixtures").display().to_string());
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path(), "baseline.yml", &text);
