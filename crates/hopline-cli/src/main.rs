@@ -198,7 +198,7 @@ fn run(config_path: &Path, options: RunOptions, quiet: bool) -> Result<(), Failu
     let report = match report {
         Ok(report) => report,
         Err(RunError::Multiprocess(failure)) => {
-            if !quiet && !failure.root.stdout_closed {
+            if !quiet && !failure.root.stdout_closed && failure.ingress_started {
                 eprint!("{}", failure.report);
                 for other in &failure.consequences {
                     eprintln!("  then {other}");

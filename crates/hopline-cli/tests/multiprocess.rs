@@ -636,3 +636,18 @@ fn check_shows_each_process_group_and_what_it_runs() {
     assert!(text.contains("    policy: features → policies\n"), "{text}");
     assert!(text.contains("    egress: format → sink\n"), "{text}");
 }
+
+#[test]
+fn a_missing_input_fails_the_start_naming_the_file_once() {
+    let (run, log) = run_to_failure(&mp_config("baseline"), &["-i", "/nonexistent/input.txt"]);
+    let pid = run.worker_pid("ingest");
+    let root = format!(
+        "hopline: execution: process group `ingest` (worker pid {pid}), node `source`: cannot read /nonexistent/input.txt"
+    );
+    assert!(log.contains(&root), "{log}");
+    let said: Vec<&str> =
+        log.lines().filter(|l| !l.starts_with("hopline: [") && l.contains("/nonexistent/input.txt")).collect();
+    assert_eq!(said.len(), 1, "said once, by the supervisor (apart from the -v log):\n{log}");
+    assert!(!log.contains("records reached the sink"), "nothing was read, no summary:\n{log}");
+    assert_all_gone(&run.worker_pids());
+}

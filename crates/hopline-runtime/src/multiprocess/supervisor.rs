@@ -96,6 +96,8 @@ pub struct MultiprocessFailure {
     pub consequences: Vec<Failure>,
     /// Counts so far: `records_out` is what reached the sink (and was flushed).
     pub report: RunReport,
+    /// Whether every worker was READY and the source had started: if not, nothing was read.
+    pub ingress_started: bool,
 }
 
 enum Event {
@@ -153,6 +155,7 @@ pub fn supervise(run: Supervised<'_>, progress: &mut dyn FnMut(Progress)) -> Res
         ready_deadline: started + mp.ready_timeout,
         stopped_by: None,
         peers_sent: false,
+        ingress_started: false,
         stdin_forward: None,
         tx,
         log: run.log,
@@ -215,7 +218,9 @@ pub fn supervise(run: Supervised<'_>, progress: &mut dyn FnMut(Progress)) -> Res
         None => Ok(report),
         Some(root) => {
             let root = sup.failures.remove(root);
-            Err(RunError::Multiprocess(Box::new(MultiprocessFailure { root, consequences: sup.failures, report })))
+            let ingress_started = sup.ingress_started;
+            let failure = MultiprocessFailure { root, consequences: sup.failures, report, ingress_started };
+            Err(RunError::Multiprocess(Box::new(failure)))
         }
     }
 }
@@ -233,6 +238,7 @@ struct Supervisor<'a> {
     ready_deadline: Instant,
     stopped_by: Option<&'static str>,
     peers_sent: bool,
+    ingress_started: bool,
     stdin_forward: Option<StdinForward>,
     tx: Sender<Event>,
     log: Option<&'a mut dyn FnMut(&str)>,
@@ -444,6 +450,7 @@ impl Supervisor<'_> {
                 send(worker, &ToWorker::Start);
             }
             self.phase = Phase::Running;
+            self.ingress_started = true;
         } else if now >= self.ready_deadline && self.failures.is_empty() {
             let late: Vec<String> =
                 self.workers.iter().filter(|w| !w.ready).map(|w| format!("`{}` (pid {})", w.name, w.pid)).collect();

@@ -48,10 +48,31 @@ pub fn run_worker<M: LineMessage + WireMessage>(registry: &Registry<M>, boot: Bo
     install_panic_hook();
     match Worker::start(registry, &boot) {
         Ok(worker) => worker.run(),
-        Err(message) => {
+        Err(StartError::Reported) => EXIT_FAILED,
+        Err(StartError::Local(message)) => {
             eprintln!("hopline worker (group {}): {message}", boot.group);
             EXIT_BOOTSTRAP
         }
+    }
+}
+
+/// Why a worker could not get to READY.
+enum StartError {
+    /// The supervisor has been told (FAILED on the control connection).
+    Reported,
+    /// Before the control connection exists: only this process's stderr can say it.
+    Local(String),
+}
+
+impl From<String> for StartError {
+    fn from(message: String) -> Self {
+        StartError::Local(message)
+    }
+}
+
+impl From<&str> for StartError {
+    fn from(message: &str) -> Self {
+        StartError::Local(message.into())
     }
 }
 
@@ -86,7 +107,7 @@ struct Worker<M: Message> {
 impl<M: LineMessage + WireMessage> Worker<M> {
     /// Everything up to READY. Errors before the control connection exists go to stderr;
     /// after that they go to the supervisor as FAILED.
-    fn start(registry: &Registry<M>, boot: &Bootstrap) -> Result<Worker<M>, String> {
+    fn start(registry: &Registry<M>, boot: &Bootstrap) -> Result<Worker<M>, StartError> {
         let config = PipelineConfig::from_yaml(&boot.config_origin, &boot.config_text).map_err(|e| e.to_string())?;
         let mp: &MultiprocessConfig =
             config.runtime.multiprocess.as_ref().ok_or("the config is not for the multiprocess profile")?;
@@ -125,18 +146,20 @@ impl<M: LineMessage + WireMessage> Worker<M> {
             .send(&ToSupervisor::Hello { group: group.index, pid, data_addr })
             .map_err(|e| format!("cannot greet the supervisor: {e}"))?;
         let control = Arc::new(Mutex::new(control));
-        let fail = |kind: FailureKind, node: Option<&str>, cause: String| -> String {
+        let fail = |kind: FailureKind, node: Option<&str>, cause: String| -> StartError {
             let mut failure = Failure::new(kind, &group.name, Some(pid), cause.clone());
             failure.node = node.map(str::to_string);
             let message = ToSupervisor::Failed { failure, status: GroupStatus::default(), nodes: Vec::new() };
-            let _ = control.lock().expect("control lock").send(&message);
-            cause
+            match control.lock().expect("control lock").send(&message) {
+                Ok(()) => StartError::Reported,
+                Err(_) => StartError::Local(cause),
+            }
         };
 
         let downstream_addr = match control_reader.recv::<ToWorker>() {
             Ok(ToWorker::Peers { downstream }) => downstream,
             Ok(other) => return Err(fail(FailureKind::LifecycleStart, None, format!("expected PEERS, got {other:?}"))),
-            Err(e) => return Err(format!("no PEERS from the supervisor: {e}")),
+            Err(e) => return Err(format!("no PEERS from the supervisor: {e}").into()),
         };
 
         // Input: the source, or frames from the previous group.
