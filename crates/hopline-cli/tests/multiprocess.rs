@@ -651,3 +651,18 @@ fn a_missing_input_fails_the_start_naming_the_file_once() {
     assert!(!log.contains("records reached the sink"), "nothing was read, no summary:\n{log}");
     assert_all_gone(&run.worker_pids());
 }
+
+#[test]
+fn records_reach_stdout_while_stdin_is_still_open_in_both_profiles() {
+    for config in [memory_config("baseline"), mp_config("baseline")] {
+        let mut run = Run::start(&config, &["-i", "-"], true);
+        let input = std::fs::read(fixture("input.txt")).unwrap();
+        let ten = input.iter().enumerate().filter(|(_, b)| **b == b'\n').nth(9).unwrap().0 + 1;
+        run.write_input(&input[..ten]);
+        // Ten lines in, stdin open: their ten decisions come out now, not at end of input.
+        run.stdout.wait_for("ten decisions", |t| t.lines().count() == 10);
+        run.write_input(&input[ten..]);
+        assert!(run.wait().success(), "{}", run.stderr.text());
+        assert_eq!(run.stdout.bytes(), std::fs::read(fixture("output.txt")).unwrap(), "{}", config.display());
+    }
+}

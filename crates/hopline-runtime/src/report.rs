@@ -155,6 +155,47 @@ mod tests {
     use hopline_model::Incident;
 
     #[test]
+    fn summary_shows_each_group_and_adds_up_rejects_by_reason() {
+        let group = |name: &str, pid, rejects: Vec<(&str, u64)>| GroupReport {
+            name: name.into(),
+            pid,
+            status: GroupStatus {
+                records_in: 1000,
+                records_out: 1000,
+                frames_sent: 2,
+                bytes_sent: 99_861,
+                frames_received: u64::from(pid > 1) * 2,
+                bytes_received: u64::from(pid > 1) * 99_861,
+                rejects: rejects.into_iter().map(|(r, n)| (r.to_string(), n)).collect(),
+                ..GroupStatus::default()
+            },
+        };
+        let report = RunReport {
+            app: "fund_load".into(),
+            scenario: "baseline".into(),
+            profile: "multiprocess",
+            records_in: 1000,
+            records_out: 1000,
+            elapsed: Duration::from_millis(40),
+            nodes: vec![],
+            groups: vec![
+                group("ingest", 1, vec![]),
+                group("policy", 2, vec![("bad_signature", 3), ("replayed", 1)]),
+                group("egress", 3, vec![("bad_signature", 1)]),
+            ],
+            stopped_by: Some("SIGTERM"),
+        };
+        let text = report.to_string();
+        assert!(text.contains("  stopped early by SIGTERM: drained"), "{text}");
+        assert!(text.contains("    ingest (pid 1): 1,000 in, 1,000 out; sent 2 frames, 99,861 bytes\n"), "{text}");
+        assert!(
+            text.contains("    policy (pid 2): 1,000 in, 1,000 out; received 2 frames, 99,861 bytes; sent 2 frames"),
+            "{text}"
+        );
+        assert!(text.ends_with("  transport rejects: 5 (4 bad signature, 1 replayed)\n"), "{text}");
+    }
+
+    #[test]
     fn thousands_groups_digits() {
         assert_eq!(thousands(0), "0");
         assert_eq!(thousands(999), "999");
