@@ -666,3 +666,53 @@ fn records_reach_stdout_while_stdin_is_still_open_in_both_profiles() {
         assert_eq!(run.stdout.bytes(), std::fs::read(fixture("output.txt")).unwrap(), "{}", config.display());
     }
 }
+
+/// The shipped multiprocess config with its groups replaced by `groups` (YAML list items)
+/// and the adapters placed in `first` and `last`.
+fn regrouped(scenario: &str, groups: &str, first: &str, last: &str) -> String {
+    let text = std::fs::read_to_string(mp_config(scenario)).unwrap();
+    let start = text.find("  process_groups:\n").unwrap();
+    let end = text.find("\nsource:").unwrap();
+    let text = format!("{}  process_groups:\n{groups}{}", &text[..start], &text[end..]);
+    text.replace("group: ingest", &format!("group: {first}"))
+        .replace("group: egress", &format!("group: {last}"))
+        .replace("../../../tests/fixtures", &repo().join("tests/fixtures").display().to_string())
+}
+
+#[test]
+fn any_split_gives_the_same_bytes_one_group_or_one_group_per_node() {
+    let dir = tempfile::tempdir().unwrap();
+    let one = "    - { name: all, nodes: [parse, time_keys, idempotency, features, policies, format] }\n";
+    let each: String = ["parse", "time_keys", "idempotency", "features", "policies", "format"]
+        .iter()
+        .map(|n| format!("    - {{ name: g-{n}, nodes: [{n}] }}\n"))
+        .collect();
+    let apart = "    - { name: reader, nodes: [] }\n    - { name: work, nodes: [parse, time_keys, idempotency, features, policies, format] }\n    - { name: writer, nodes: [] }\n";
+    for (scenario, expected) in [("baseline", "output.txt"), ("exp_mp", "output_exp_mp.txt")] {
+        for (name, groups, first, last) in [
+            ("one", one, "all", "all"),
+            ("each", each.as_str(), "g-parse", "g-format"),
+            ("apart", apart, "reader", "writer"),
+        ] {
+            let config =
+                write_config(dir.path(), &format!("{scenario}-{name}.yml"), &regrouped(scenario, groups, first, last));
+            let mut run = Run::start(&config, &[], false);
+            assert!(run.wait().success(), "{scenario}/{name}: {}", run.stderr.text());
+            assert_eq!(run.stdout.bytes(), std::fs::read(fixture(expected)).unwrap(), "{scenario}/{name}");
+        }
+    }
+}
+
+#[test]
+fn an_aborting_worker_is_reported_with_its_signal() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = probe_config(dir.path(), "{ at: 2, action: abort }", "");
+    let (run, log) = run_to_failure(&config, &[]);
+    let pid = run.worker_pid("b");
+    assert!(
+        log.contains(&format!(
+            "worker-failed: process group `b` (worker pid {pid}): killed by signal 6 (SIGABRT) before finishing"
+        )),
+        "{log}"
+    );
+}
