@@ -36,7 +36,7 @@ pub fn run(
 /// The worker role: reads the bootstrap from stdin, runs the group, returns the exit code.
 pub fn run_worker() -> i32 {
     use hopline_runtime::multiprocess::{Bootstrap, run_worker, worker::EXIT_BOOTSTRAP};
-    let boot = match Bootstrap::read_from(&mut std::io::stdin()) {
+    let boot = match Bootstrap::read_from_stdin() {
         Ok(boot) => boot,
         Err(e) => {
             eprintln!("hopline worker: cannot read the bootstrap from stdin: {e}");

@@ -203,12 +203,22 @@ fn run(config_path: &Path, options: RunOptions, quiet: bool) -> Result<(), Failu
                 for other in &failure.consequences {
                     eprintln!("  then {other}");
                 }
-                eprintln!(
-                    "  {} records reached the sink before the run stopped",
-                    hopline_runtime::report::thousands(failure.report.records_out)
-                );
+                let reached = hopline_runtime::report::thousands(failure.report.records_out);
+                if failure.sink_count_final {
+                    eprintln!("  {reached} records reached the sink before the run stopped");
+                } else {
+                    eprintln!("  {reached} records had reached the sink at its worker's last heartbeat");
+                }
             }
-            return Err(RunError::Multiprocess(failure).into());
+            let interrupted_by = failure.interrupted_by;
+            let error = anyhow::Error::from(RunError::Multiprocess(failure));
+            return match interrupted_by {
+                Some(signal) => {
+                    eprintln!("hopline: {error:#}");
+                    Err(Failure::Stopped(if signal == "SIGINT" { 130 } else { 143 }))
+                }
+                None => Err(Failure::Run(error)),
+            };
         }
         Err(e) => return Err(e.into()),
     };

@@ -386,15 +386,16 @@ fn a_worker_exiting_early_is_a_worker_failure_with_its_exit_code() {
 #[test]
 fn a_worker_that_is_not_ready_in_time_is_a_lifecycle_ready_failure() {
     let dir = tempfile::tempdir().unwrap();
-    // Opening a FIFO for writing blocks until someone reads it: the sink group never gets READY.
-    let fifo = dir.path().join("out.fifo");
+    // Opening a FIFO for reading blocks until someone writes to it: the source group never
+    // gets READY.
+    let fifo = dir.path().join("in.fifo");
     assert!(Command::new("mkfifo").arg(&fifo).status().unwrap().success());
     let config = probe_config(dir.path(), "{ at: 100, action: error }", "  ready_timeout: 1s\n");
-    let (run, log) = run_to_failure(&config, &["-o", fifo.to_str().unwrap()]);
-    let pid = run.worker_pid("c");
+    let (run, log) = run_to_failure(&config, &["-i", fifo.to_str().unwrap()]);
+    let pid = run.worker_pid("a");
     assert!(
         log.contains(&format!(
-            "lifecycle-ready: process group `c` (worker pid {pid}): not READY within ready_timeout (1000 ms)"
+            "lifecycle-ready: process group `a` (worker pid {pid}): not READY within ready_timeout (1000 ms)"
         )),
         "{log}"
     );
@@ -441,7 +442,7 @@ fn a_second_sigint_kills_a_run_that_cannot_drain() {
     run.signal(libc::SIGINT);
     let status = run.wait();
     let log = run.stderr.text();
-    assert_eq!(status.code(), Some(1), "{log}");
+    assert_eq!(status.code(), Some(130), "{log}");
     assert!(log.contains("SIGINT: killing every worker"), "{log}");
     assert!(log.contains("stopped by SIGINT; the workers were killed"), "{log}");
     assert_all_gone(&pids);
@@ -715,4 +716,72 @@ fn an_aborting_worker_is_reported_with_its_signal() {
         )),
         "{log}"
     );
+}
+
+#[test]
+fn frames_that_wait_behind_a_slow_group_longer_than_the_clock_window_still_count() {
+    let dir = tempfile::tempdir().unwrap();
+    let lines: String = (1..=3000).map(|i| format!("{{\"line\":{i}}}\n")).collect();
+    std::fs::write(dir.path().join("input.ndjson"), &lines).unwrap();
+    // The last group takes about 3 s for what the first sends at once; frames are older than
+    // max_clock_skew (1 s) when they are read.
+    let text = "app: probe\nscenario: slow\nruntime:\n  profile: multiprocess\n  batch_size: 1\n  transport: { max_clock_skew: 1s }\n  process_groups:\n    - { name: a, nodes: [pass] }\n    - { name: c, nodes: [delay] }\nsource: { kind: ndjson, path: input.ndjson, group: a }\nsink: { kind: ndjson, path: \"-\", group: c }\nnodes:\n  - kind: pass\n  - kind: delay\n    params: { every_ms: 1 }\n";
+    let config = write_config(dir.path(), "slow.yml", text);
+    let mut run = Run::start(&config, &[], false);
+    let status = run.wait();
+    assert!(status.success(), "{}", run.stderr.text());
+    assert_eq!(run.stdout.text(), lines);
+}
+
+#[test]
+fn a_missing_input_leaves_an_existing_output_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out.txt");
+    std::fs::write(&out, "precious\n").unwrap();
+    let (_run, _log) =
+        run_to_failure(&mp_config("baseline"), &["-i", "/nonexistent/input.txt", "-o", out.to_str().unwrap()]);
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), "precious\n");
+}
+
+#[test]
+fn a_second_sigint_kills_even_while_stdin_is_pushing_into_a_stalled_pipeline() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = probe_config(dir.path(), "{ at: 2, action: stall, stall_ms: 60000 }", "");
+    let mut run = Run::start(&config, &["-i", "-"], true);
+    run.wait_started();
+    // Keep writing until the pipes fill up behind the stalled group.
+    let mut stdin = run.stdin.take().unwrap();
+    let writer = std::thread::spawn(move || {
+        let line = b"{\"line\":0}\n".repeat(4096);
+        while stdin.write_all(&line).is_ok() {}
+    });
+    run.stdout.wait_for("the first record", |t| t.lines().count() >= 1);
+    let pids = run.worker_pids();
+    run.signal(libc::SIGINT);
+    run.stderr.wait_for("the drain to begin", |t| t.contains("SIGINT: stopping; draining"));
+    run.signal(libc::SIGINT);
+    let status = run.wait();
+    assert_eq!(status.code(), Some(130), "{}", run.stderr.text());
+    assert_all_gone(&pids);
+    drop(run);
+    writer.join().unwrap();
+}
+
+#[test]
+fn a_supervisor_paused_longer_than_the_heartbeat_timeout_does_not_blame_its_workers() {
+    let text = std::fs::read_to_string(mp_config("baseline"))
+        .unwrap()
+        .replace("  batch_size: 1024\n", "  batch_size: 1024\n  heartbeat_interval: 100ms\n  heartbeat_timeout: 1s\n")
+        .replace("../../../tests/fixtures", &repo().join("tests/fixtures").display().to_string());
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "baseline.yml", &text);
+    let mut run = Run::start(&config, &["-i", "-"], true);
+    run.wait_started();
+    run.signal(libc::SIGSTOP);
+    std::thread::sleep(Duration::from_millis(2500)); // the pause under test, not a wait for an event
+    run.signal(libc::SIGCONT);
+    run.write_input(&std::fs::read(fixture("input.txt")).unwrap());
+    let status = run.wait();
+    assert!(status.success(), "{}", run.stderr.text());
+    assert_eq!(run.stdout.bytes(), std::fs::read(fixture("output.txt")).unwrap());
 }

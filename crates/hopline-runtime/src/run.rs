@@ -109,6 +109,9 @@ pub fn run_pipeline<M: LineMessage>(
         Some(path) => path.display().to_string(),
         None => resolve(base_dir, &config.source.path),
     };
+    // Names of this process's stdin are stdin: a worker's own fd 0 is its bootstrap pipe.
+    let input =
+        if matches!(input.as_str(), "/dev/stdin" | "/dev/fd/0" | "/proc/self/fd/0") { "-".into() } else { input };
     let output = match &options.output {
         Some(path) => path.display().to_string(),
         None => resolve(base_dir, &config.sink.path),

@@ -15,6 +15,8 @@
 //! 2. **Version and kind**: the magic/version byte must be `0xA1` and the kind known. Checked as soon as
 //!    those two bytes have arrived.
 //! 3. **Freshness**: the timestamp must be within ±`max_clock_skew_ms` of `now_ms` (the bound included).
+//!    [`FrameReader::read_frame_on_authenticated_link`] skips this one check, for the frames that follow
+//!    a fresh, verified frame on the same connection (they may queue behind a slow receiver).
 //! 4. **Signature**: the HMAC-SHA256 tag must verify, compared in constant time.
 //! 5. **Replay**: the sequence must be new for its sender (below). Checked only once the signature has
 //!    verified, so a forged frame can never burn a sequence number.
@@ -298,7 +300,20 @@ impl FrameReader {
     /// consumed). `Ok(Some(frame))`: the frame's bytes were consumed. `Err(rejected)`: counted in
     /// [`FrameReader::reject_counts`]; see the module docs for what the connection should do.
     pub fn read_frame(&mut self, buf: &mut BytesMut, now_ms: u64) -> Result<Option<Frame>, Rejected> {
-        let result = self.read_frame_unchecked_count(buf, now_ms);
+        let result = self.read_frame_unchecked_count(buf, Some(now_ms));
+        if let Err(rejected) = &result {
+            self.rejects.record(rejected);
+        }
+        result
+    }
+
+    /// [`FrameReader::read_frame`] without the freshness check (3), for a connection whose first frame
+    /// passed every check, freshness included: the stream is then authenticated end to end, and a
+    /// frame may wait in socket buffers under backpressure (a slow receiver) for longer than the clock
+    /// window without being any less authentic. Signature and replay checks still apply, so nothing
+    /// recorded elsewhere can be injected.
+    pub fn read_frame_on_authenticated_link(&mut self, buf: &mut BytesMut) -> Result<Option<Frame>, Rejected> {
+        let result = self.read_frame_unchecked_count(buf, None);
         if let Err(rejected) = &result {
             self.rejects.record(rejected);
         }
@@ -318,7 +333,11 @@ impl FrameReader {
         Some(rejected)
     }
 
-    fn read_frame_unchecked_count(&mut self, buf: &mut BytesMut, now_ms: u64) -> Result<Option<Frame>, Rejected> {
+    fn read_frame_unchecked_count(
+        &mut self,
+        buf: &mut BytesMut,
+        now_ms: Option<u64>,
+    ) -> Result<Option<Frame>, Rejected> {
         // (1) Length, from the prefix alone.
         let Some(declared) = declared_len(buf) else {
             return Ok(None);
@@ -355,8 +374,10 @@ impl FrameReader {
             Err(rejected)
         };
         // (3) Freshness.
-        if header.timestamp_ms.abs_diff(now_ms) > self.limits.max_clock_skew_ms {
-            return consume(buf, Rejected::Expired { timestamp_ms: header.timestamp_ms, now_ms });
+        if let Some(now_ms) = now_ms {
+            if header.timestamp_ms.abs_diff(now_ms) > self.limits.max_clock_skew_ms {
+                return consume(buf, Rejected::Expired { timestamp_ms: header.timestamp_ms, now_ms });
+            }
         }
         // (4) Signature, in constant time.
         let mut mac = self.key.mac();
@@ -522,6 +543,36 @@ impl ConnectionPolicy {
 impl Default for ConnectionPolicy {
     fn default() -> ConnectionPolicy {
         ConnectionPolicy::new(ConnectionPolicy::DEFAULT_MAX_CONSECUTIVE_BAD_SIGNATURES)
+    }
+}
+
+#[cfg(test)]
+mod authenticated_link_tests {
+    use super::*;
+    use crate::frame::{FrameEncoder, FrameKind};
+
+    fn frame(key: &TransportKey, sequence: u64, timestamp_ms: u64) -> BytesMut {
+        let mut out = BytesMut::new();
+        FrameEncoder::begin(&mut out, FrameKind::Heartbeat, 0, sequence, timestamp_ms).unwrap().finish(key).unwrap();
+        out
+    }
+
+    #[test]
+    fn an_authenticated_link_skips_freshness_but_not_signature_or_replay() {
+        let key = TransportKey::from_bytes([3; 32]);
+        let mut reader = FrameReader::new(key.clone(), Limits::default()).unwrap();
+        let old = 1_000;
+        assert!(matches!(reader.read_frame(&mut frame(&key, 1, old), 1_000_000), Err(Rejected::Expired { .. })));
+        assert!(reader.read_frame_on_authenticated_link(&mut frame(&key, 1, old)).unwrap().is_some());
+        assert!(matches!(
+            reader.read_frame_on_authenticated_link(&mut frame(&key, 1, old)),
+            Err(Rejected::Replayed { .. })
+        ));
+        let forged = TransportKey::from_bytes([4; 32]);
+        assert!(matches!(
+            reader.read_frame_on_authenticated_link(&mut frame(&forged, 2, old)),
+            Err(Rejected::BadSignature)
+        ));
     }
 }
 

@@ -46,7 +46,13 @@ pub enum SourceError {
     LineTooLong { path: String, line: u64, max: usize },
     /// The link from the previous process group broke (multiprocess profile).
     #[error("the link from process group `{from}` broke: {message}")]
-    Link { from: String, message: String },
+    Link {
+        from: String,
+        message: String,
+        /// The peer hung up or the connection failed (rather than sending something wrong):
+        /// most likely the consequence of that worker's own failure.
+        hung_up: bool,
+    },
 }
 
 /// A sink that cannot go on.

@@ -77,6 +77,15 @@ impl Bootstrap {
         out.flush()
     }
 
+    /// Reads the bootstrap from this process's stdin without buffering: the key passes through
+    /// no buffer but the zeroized one, and a source reading stdin afterwards gets every byte
+    /// that follows the bootstrap.
+    pub fn read_from_stdin() -> io::Result<Bootstrap> {
+        use std::os::fd::AsFd;
+        let fd = io::stdin().as_fd().try_clone_to_owned()?;
+        Bootstrap::read_from(&mut std::fs::File::from(fd))
+    }
+
     /// Reads a bootstrap from `input`, reading exactly its bytes and nothing after them.
     pub fn read_from(input: &mut impl Read) -> io::Result<Bootstrap> {
         let mut len = [0u8; 4];

@@ -101,6 +101,9 @@ pub(crate) struct ControlReader {
     stream: TcpStream,
     reader: FrameReader,
     buf: BytesMut,
+    /// Whether a frame has verified, freshness included: later frames are not judged by their
+    /// age (a paused supervisor or worker must not turn its backlog into "expired" frames).
+    authenticated: bool,
 }
 
 /// Why a control message could not be read.
@@ -122,7 +125,7 @@ impl ControlReader {
     pub(crate) fn new(stream: TcpStream, key: TransportKey, max_clock_skew_ms: u64) -> ControlReader {
         let limits = Limits { max_frame_bytes: MAX_CONTROL_FRAME_BYTES, max_clock_skew_ms, replay_window: 64 };
         let reader = FrameReader::new(key, limits).expect("control limits are valid");
-        ControlReader { stream, reader, buf: BytesMut::new() }
+        ControlReader { stream, reader, buf: BytesMut::new(), authenticated: false }
     }
 
     /// Reads the first bytes of a connection far enough to see which sender it claims to be,
@@ -143,7 +146,13 @@ impl ControlReader {
     pub(crate) fn recv<T: for<'de> Deserialize<'de>>(&mut self) -> Result<T, ControlError> {
         let mut chunk = [0u8; 8192];
         loop {
-            if let Some(frame) = self.reader.read_frame(&mut self.buf, now_ms())? {
+            let frame = if self.authenticated {
+                self.reader.read_frame_on_authenticated_link(&mut self.buf)?
+            } else {
+                self.reader.read_frame(&mut self.buf, now_ms())?
+            };
+            if let Some(frame) = frame {
+                self.authenticated = true;
                 if frame.kind != FrameKind::Control {
                     return Err(ControlError::NotControl);
                 }

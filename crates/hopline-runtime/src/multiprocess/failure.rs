@@ -53,6 +53,9 @@ impl FailureKind {
     }
 }
 
+/// The longest cause a worker sends.
+pub const MAX_CAUSE_BYTES: usize = 16 << 10;
+
 /// One failure, with its place.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Failure {
@@ -67,16 +70,45 @@ pub struct Failure {
     /// Set when the failure is the sink's stdout having been closed by its reader.
     #[serde(default)]
     pub stdout_closed: bool,
+    /// Set when this is most likely what another failure did to this worker (a link its peer
+    /// closed or reset, a write to a peer that died): it then yields the root cause to any
+    /// failure of the same kind that is not.
+    #[serde(default)]
+    pub consequence: bool,
 }
 
 impl Failure {
     pub fn new(kind: FailureKind, group: &str, pid: Option<u32>, cause: impl Into<String>) -> Failure {
-        Failure { kind, group: group.into(), pid, node: None, seq: None, cause: cause.into(), stdout_closed: false }
+        Failure {
+            kind,
+            group: group.into(),
+            pid,
+            node: None,
+            seq: None,
+            cause: cause.into(),
+            stdout_closed: false,
+            consequence: false,
+        }
     }
 
-    /// Picks the root cause among failures in the order they arrived: the first of the best rank.
+    /// The failure with its cause cut to [`MAX_CAUSE_BYTES`], so that it always fits a control
+    /// frame (a node may put anything in its error).
+    pub fn bounded(mut self) -> Failure {
+        if self.cause.len() > MAX_CAUSE_BYTES {
+            let mut end = MAX_CAUSE_BYTES;
+            while !self.cause.is_char_boundary(end) {
+                end -= 1;
+            }
+            self.cause.truncate(end);
+            self.cause.push_str(" [cut at 16 KiB]");
+        }
+        self
+    }
+
+    /// Picks the root cause among failures in the order they arrived: the first of the best
+    /// rank, a failure that is not a likely consequence before one that is.
     pub fn root_index(failures: &[Failure]) -> Option<usize> {
-        failures.iter().enumerate().min_by_key(|(i, f)| (f.kind.rank(), *i)).map(|(i, _)| i)
+        failures.iter().enumerate().min_by_key(|(i, f)| (f.kind.rank(), f.consequence, *i)).map(|(i, _)| i)
     }
 }
 
@@ -137,6 +169,22 @@ mod tests {
         assert_eq!(Failure::root_index(&failures), Some(2));
         assert_eq!(Failure::root_index(&failures[..2]), Some(1));
         assert_eq!(Failure::root_index(&[]), None);
+    }
+
+    #[test]
+    fn a_rejected_frame_is_the_root_cause_before_the_reset_it_led_to() {
+        let mut reset = Failure::new(FailureKind::Transport, "ingest", Some(1), "connection reset by peer");
+        reset.consequence = true;
+        let rejected = Failure::new(FailureKind::Transport, "egress", Some(3), "a frame was rejected");
+        assert_eq!(Failure::root_index(&[reset, rejected]), Some(1));
+    }
+
+    #[test]
+    fn a_huge_cause_is_cut_at_a_character_boundary() {
+        let failure = Failure::new(FailureKind::Execution, "g", None, "é".repeat(MAX_CAUSE_BYTES));
+        let cut = failure.bounded();
+        assert!(cut.cause.len() <= MAX_CAUSE_BYTES + 20);
+        assert!(cut.cause.ends_with(" [cut at 16 KiB]"));
     }
 
     #[test]

@@ -230,7 +230,7 @@ pub struct UpstreamSource<M> {
 
 impl<M: WireMessage> UpstreamSource<M> {
     fn broken(&self, message: impl Into<String>) -> SourceError {
-        SourceError::Link { from: self.from_name.clone(), message: message.into() }
+        SourceError::Link { from: self.from_name.clone(), message: message.into(), hung_up: false }
     }
 
     /// The upstream link, waiting for it if it has not connected yet.
@@ -287,7 +287,9 @@ impl<M: WireMessage> UpstreamSource<M> {
         }
         loop {
             let before = upstream.buf.len();
-            let outcome = reader.lock().expect("frame reader lock").read_frame(&mut upstream.buf, now_ms());
+            // The connection authenticated with a fresh frame; later frames may have waited in
+            // the socket buffers behind a slow group for any time.
+            let outcome = reader.lock().expect("frame reader lock").read_frame_on_authenticated_link(&mut upstream.buf);
             match outcome {
                 Ok(Some(frame)) => return Ok((frame, before - upstream.buf.len())),
                 Ok(None) => {}
@@ -295,6 +297,7 @@ impl<M: WireMessage> UpstreamSource<M> {
                     return Err(SourceError::Link {
                         from: from_name.clone(),
                         message: format!("a frame was rejected: {rejected}"),
+                        hung_up: false,
                     });
                 }
             }
@@ -306,15 +309,17 @@ impl<M: WireMessage> UpstreamSource<M> {
             };
             match n {
                 Ok(n) if n > 0 => upstream.buf.extend_from_slice(&chunk[..n]),
-                _ => {
+                end => {
                     let cut = reader.lock().expect("frame reader lock").connection_closed(&upstream.buf);
-                    let why = match cut {
-                        Some(rejected) => format!("the link closed in the middle of a frame ({rejected})"),
-                        None => "the link closed before its End frame".into(),
+                    let why = match (end, cut) {
+                        (Err(e), _) => format!("reading the link failed: {e}"),
+                        (_, Some(rejected)) => format!("the link closed in the middle of a frame ({rejected})"),
+                        (_, None) => "the link closed before its End frame".into(),
                     };
                     return Err(SourceError::Link {
                         from: from_name.clone(),
                         message: format!("{why}; the worker of `{from_name}` is probably gone"),
+                        hung_up: true,
                     });
                 }
             }
@@ -405,6 +410,9 @@ pub fn spawn_listener<M: WireMessage>(
     })
 }
 
+/// How long a new connection may take to present a frame that verifies.
+const SCREEN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Bytes asked of the socket per read on the upstream link.
 const READ_CHUNK_BYTES: usize = 256 << 10;
 
@@ -413,6 +421,10 @@ const READ_CHUNK_BYTES: usize = 256 << 10;
 /// rejected frames are counted, nothing is delivered).
 fn screen(port: &Port, mut stream: TcpStream) {
     let _ = stream.set_nodelay(true);
+    // A connection that says nothing useful gives its slot back after a while.
+    if stream.set_read_timeout(Some(SCREEN_TIMEOUT)).is_err() {
+        return;
+    }
     let mut buf = BytesMut::with_capacity(64 << 10);
     let mut chunk = vec![0u8; 64 << 10];
     let mut policy = ConnectionPolicy::default();
@@ -431,6 +443,9 @@ fn screen(port: &Port, mut stream: TcpStream) {
             match outcome {
                 Ok(None) => break,
                 Ok(Some(frame)) => {
+                    if stream.set_read_timeout(None).is_err() {
+                        return;
+                    }
                     let first = Some((frame, before - buf.len()));
                     // Only one upstream link: a second authenticated connection is dropped.
                     let _ = port.handoff.try_send(Upstream { stream, buf, first });

@@ -40,7 +40,7 @@ use std::net::{TcpListener, TcpStream};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -51,7 +51,7 @@ use hopline_transport::TransportKey;
 use signal_hook::consts::{SIGINT, SIGTERM, SIGUSR1};
 
 use super::bootstrap::Bootstrap;
-use super::control::{ControlReader, ControlWriter, GroupStatus, SUPERVISOR, ToSupervisor, ToWorker};
+use super::control::{ControlError, ControlReader, ControlWriter, GroupStatus, SUPERVISOR, ToSupervisor, ToWorker};
 use super::failure::{Failure, FailureKind};
 use crate::report::{GroupReport, RunReport, thousands};
 use crate::run::{Progress, RunError};
@@ -98,12 +98,32 @@ pub struct MultiprocessFailure {
     pub report: RunReport,
     /// Whether every worker was READY and the source had started: if not, nothing was read.
     pub ingress_started: bool,
+    /// Whether the sink's count is final (its worker reported it when it stopped, after
+    /// flushing) rather than its last heartbeat's.
+    pub sink_count_final: bool,
+    /// The signal that had the workers killed (a second SIGINT, a signal during startup).
+    pub interrupted_by: Option<&'static str>,
 }
 
 enum Event {
-    Hello { group: u16, pid: u32, data_addr: Option<String>, reader: ControlReader, writer: TcpStream },
-    Control { group: u16, message: ToSupervisor },
-    ControlLost { group: u16 },
+    Hello {
+        group: u16,
+        pid: u32,
+        data_addr: Option<String>,
+        reader: ControlReader,
+        writer: TcpStream,
+    },
+    Control {
+        group: u16,
+        message: ToSupervisor,
+    },
+    /// The control connection ended: closed (`None`), or broken with this reason.
+    ControlLost {
+        group: u16,
+        reason: Option<String>,
+    },
+    /// Reading the supervisor's stdin (forwarded to the source group) failed.
+    StdinFailed(String),
     Signal(i32),
 }
 
@@ -121,6 +141,8 @@ struct WorkerState {
     exit: Option<ExitStatus>,
     last_heard: Instant,
     status: GroupStatus,
+    /// `status` came with DONE or FAILED: the worker's last word, not a heartbeat's.
+    final_status: bool,
     nodes: Vec<(String, NodeReport)>,
 }
 
@@ -133,6 +155,9 @@ enum Phase {
     /// Every worker was sent SIGKILL.
     Killed,
 }
+
+/// How long the event loop waits for an event before it looks at exits and deadlines.
+const TURN: Duration = Duration::from_millis(20);
 
 /// Runs a multiprocess config to the end.
 pub fn supervise(run: Supervised<'_>, progress: &mut dyn FnMut(Progress)) -> Result<RunReport, RunError> {
@@ -156,6 +181,7 @@ pub fn supervise(run: Supervised<'_>, progress: &mut dyn FnMut(Progress)) -> Res
         stopped_by: None,
         peers_sent: false,
         ingress_started: false,
+        interrupted_by: None,
         stdin_forward: None,
         tx,
         log: run.log,
@@ -188,7 +214,8 @@ pub fn supervise(run: Supervised<'_>, progress: &mut dyn FnMut(Progress)) -> Res
             output: run.output.clone(),
             correlation_id: run.correlation_id,
         };
-        match spawn_worker(&run.worker, &boot, mp, group.source && run.input == "-") {
+        let forward = (group.source && run.input == "-").then(|| sup.tx.clone());
+        match spawn_worker(&run.worker, &boot, mp, forward) {
             Ok((child, forward)) => {
                 sup.stdin_forward = sup.stdin_forward.take().or(forward);
                 sup.log(&format!("worker `{}` spawned (pid {})", group.name, child.id()));
@@ -202,24 +229,44 @@ pub fn supervise(run: Supervised<'_>, progress: &mut dyn FnMut(Progress)) -> Res
         }
     }
 
+    let mut last_turn = Instant::now();
     while !sup.finished() {
-        match rx.recv_timeout(Duration::from_millis(20)) {
+        match rx.recv_timeout(TURN) {
             Ok(event) => sup.handle(event, progress),
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => unreachable!("the supervisor holds a sender"),
         }
+        // Everything already queued is handled before any deadline is judged.
+        while let Ok(event) = rx.try_recv() {
+            sup.handle(event, progress);
+        }
+        let now = Instant::now();
+        if now.duration_since(last_turn) > mp.heartbeat_interval {
+            // The supervisor itself was paused (Ctrl-Z, a debugger, an overloaded machine):
+            // the workers' silence over that time is not theirs.
+            sup.workers.iter_mut().for_each(|w| w.last_heard = now);
+        }
+        last_turn = now;
         sup.reap();
         sup.advance();
     }
     sup.log("every worker has exited");
 
-    let report = build_report(run.config, &sup.workers, started.elapsed(), sup.stopped_by);
+    // "Stopped early, drained" only if the drain did finish.
+    let stopped_by = sup.stopped_by.filter(|_| sup.failures.is_empty());
+    let report = build_report(run.config, &sup.workers, started.elapsed(), stopped_by);
     match Failure::root_index(&sup.failures) {
         None => Ok(report),
         Some(root) => {
             let root = sup.failures.remove(root);
-            let ingress_started = sup.ingress_started;
-            let failure = MultiprocessFailure { root, consequences: sup.failures, report, ingress_started };
+            let failure = MultiprocessFailure {
+                root,
+                consequences: sup.failures,
+                report,
+                ingress_started: sup.ingress_started,
+                sink_count_final: sup.workers.last().is_some_and(|w| w.final_status),
+                interrupted_by: sup.interrupted_by,
+            };
             Err(RunError::Multiprocess(Box::new(failure)))
         }
     }
@@ -239,7 +286,8 @@ struct Supervisor<'a> {
     stopped_by: Option<&'static str>,
     peers_sent: bool,
     ingress_started: bool,
-    stdin_forward: Option<StdinForward>,
+    interrupted_by: Option<&'static str>,
+    stdin_forward: Option<Arc<StdinForward>>,
     tx: Sender<Event>,
     log: Option<&'a mut dyn FnMut(&str)>,
     notices: Option<&'a mut dyn FnMut(&str)>,
@@ -270,7 +318,18 @@ impl Supervisor<'_> {
                 self.on_hello(group, pid, data_addr, reader, writer)
             }
             Event::Control { group, message } => self.on_message(group, message, progress),
-            Event::ControlLost { group } => self.workers[usize::from(group)].control_lost = true,
+            Event::ControlLost { group, reason } => self.on_control_lost(group, reason),
+            Event::StdinFailed(error) => {
+                let Some(first) = self.workers.first() else { return };
+                let mut failure = Failure::new(
+                    FailureKind::Execution,
+                    &first.name,
+                    Some(first.pid),
+                    format!("cannot read stdin: {error}"),
+                );
+                failure.node = Some("source".into());
+                self.failures.push(failure);
+            }
             Event::Signal(SIGUSR1) => {
                 let table = status_table(&self.workers, self.started.elapsed(), self.phase);
                 self.notice(&table);
@@ -313,17 +372,34 @@ impl Supervisor<'_> {
             }
             ToSupervisor::Done { status, nodes } => {
                 worker.status = status;
+                worker.final_status = true;
                 worker.nodes = nodes;
                 worker.done = true;
                 self.log(&format!("worker `{name}` (pid {pid}) done"));
             }
             ToSupervisor::Failed { mut failure, status, nodes } => {
                 worker.status = status;
+                worker.final_status = true;
                 worker.nodes = nodes;
                 worker.failed = true;
                 failure.pid = Some(pid);
                 self.log(&format!("worker `{name}` (pid {pid}) failed: {failure}"));
                 self.failures.push(failure);
+            }
+        }
+    }
+
+    /// A control connection that ends is expected after DONE or FAILED; one that breaks (a
+    /// frame rejected, a read error) leaves a worker nobody can supervise: kill it and say why.
+    fn on_control_lost(&mut self, group: u16, reason: Option<String>) {
+        let worker = &mut self.workers[usize::from(group)];
+        worker.control_lost = true;
+        if let Some(reason) = reason {
+            if !worker.done && !worker.failed && worker.exit.is_none() {
+                worker.failed = true;
+                let _ = worker.child.kill();
+                let cause = format!("the control connection broke: {reason}; killed it");
+                self.failures.push(Failure::new(FailureKind::Transport, &worker.name, Some(worker.pid), cause));
             }
         }
     }
@@ -345,6 +421,7 @@ impl Supervisor<'_> {
                 let line = format!("{name}: killing every worker");
                 self.log(&line);
                 self.notice(&line);
+                self.interrupted_by = Some(name);
                 let cause = format!("stopped by {name}; the workers were killed");
                 self.failures.push(Failure::new(FailureKind::LifecycleStop, "(all)", None, cause));
                 self.kill_all();
@@ -446,8 +523,11 @@ impl Supervisor<'_> {
         }
         if self.workers.iter().all(|w| w.ready) {
             self.log(&format!("all {} workers ready; starting ingress", self.workers.len()));
+            let now = Instant::now();
             for worker in &mut self.workers {
                 send(worker, &ToWorker::Start);
+                // Heartbeats start now; silence while others got ready does not count.
+                worker.last_heard = now;
             }
             self.phase = Phase::Running;
             self.ingress_started = true;
@@ -495,6 +575,7 @@ impl WorkerState {
             exit: None,
             last_heard: Instant::now(),
             status: GroupStatus::default(),
+            final_status: false,
             nodes: Vec::new(),
         }
     }
@@ -506,16 +587,31 @@ fn resolve(base: &Path, written: &str) -> PathBuf {
 }
 
 /// The supervisor's stdin, forwarded to the source group's worker after its bootstrap.
-/// Closing it (taking the pipe) gives the worker end of input: the way to stop a source that
-/// is blocked reading.
-type StdinForward = Arc<Mutex<Option<ChildStdin>>>;
+/// Closing the pipe gives the worker end of input: the way to stop a source that is blocked
+/// reading a quiet stdin.
+struct StdinForward {
+    pipe: Mutex<Option<ChildStdin>>,
+    /// Set to close the pipe: by the forwarder as soon as it can if the event loop could not.
+    close: AtomicBool,
+}
+
+impl StdinForward {
+    /// Closes the pipe now if the forwarder is not in the middle of a write, else as soon as
+    /// that write ends. Never blocks: the write may wait on a worker that does not read.
+    fn close(&self) {
+        self.close.store(true, Ordering::SeqCst);
+        if let Ok(mut pipe) = self.pipe.try_lock() {
+            pipe.take();
+        }
+    }
+}
 
 fn spawn_worker(
     program: &WorkerProgram,
     boot: &Bootstrap,
     mp: &MultiprocessConfig,
-    forward_stdin: bool,
-) -> io::Result<(Child, Option<StdinForward>)> {
+    forward_stdin: Option<Sender<Event>>,
+) -> io::Result<(Child, Option<Arc<StdinForward>>)> {
     let mut command = Command::new(&program.program);
     command.args(&program.args).stdin(Stdio::piped()).stdout(Stdio::inherit()).stderr(Stdio::inherit());
     // Its own process group: a terminal's Ctrl-C goes to the supervisor, which drains.
@@ -530,43 +626,53 @@ fn spawn_worker(
         let _ = child.wait();
         return Err(e);
     }
-    if !forward_stdin {
+    let Some(events) = forward_stdin else {
         return Ok((child, None));
-    }
-    let pipe: StdinForward = Arc::new(Mutex::new(Some(stdin)));
-    let forward = Arc::clone(&pipe);
-    std::thread::Builder::new().name("stdin-forward".into()).spawn(move || {
-        let mut buf = vec![0u8; 64 << 10];
-        let mut input = io::stdin().lock();
-        loop {
-            let n = match input.read(&mut buf) {
-                Ok(0) | Err(_) => 0,
-                Ok(n) => n,
-            };
-            let mut pipe = forward.lock().expect("stdin pipe lock");
-            let Some(stdin) = pipe.as_mut() else { return };
-            if n == 0 || stdin.write_all(&buf[..n]).is_err() {
-                // End of input (or the worker is gone): close the pipe.
-                pipe.take();
-                return;
+    };
+    let forward = Arc::new(StdinForward { pipe: Mutex::new(Some(stdin)), close: AtomicBool::new(false) });
+    let shared = Arc::clone(&forward);
+    std::thread::Builder::new().name("stdin-forward".into()).spawn(move || forward_stdin_to(&shared, &events))?;
+    Ok((child, Some(forward)))
+}
+
+/// Copies the supervisor's stdin into the source worker's pipe until end of input, a read
+/// error (reported: the run must not pass a cut stream for a complete one) or a close.
+fn forward_stdin_to(forward: &StdinForward, events: &Sender<Event>) {
+    let mut buf = vec![0u8; 64 << 10];
+    let mut input = io::stdin().lock();
+    loop {
+        let n = match input.read(&mut buf) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                let _ = events.send(Event::StdinFailed(e.to_string()));
+                0
             }
+        };
+        let Ok(mut pipe) = forward.pipe.lock() else { return };
+        let Some(stdin) = pipe.as_mut() else { return };
+        if n == 0 || forward.close.load(Ordering::SeqCst) || stdin.write_all(&buf[..n]).is_err() {
+            // End of input, a stop, or the worker is gone: close the pipe.
+            pipe.take();
+            return;
         }
-    })?;
-    Ok((child, Some(pipe)))
+        if forward.close.load(Ordering::SeqCst) {
+            pipe.take();
+            return;
+        }
+    }
 }
 
 /// Stops the source group: STOP on its control connection, and end of input if it reads the
 /// supervisor's stdin (a read blocked on a quiet stdin would not see STOP otherwise).
-fn stop_source(workers: &mut [WorkerState], stdin_forward: Option<&StdinForward>) {
+fn stop_source(workers: &mut [WorkerState], stdin_forward: Option<&Arc<StdinForward>>) {
     if let Some(first) = workers.first_mut() {
         if first.exit.is_none() {
             send(first, &ToWorker::Stop);
         }
     }
-    if let Some(pipe) = stdin_forward {
-        if let Ok(mut pipe) = pipe.lock() {
-            pipe.take();
-        }
+    if let Some(forward) = stdin_forward {
+        forward.close();
     }
 }
 
@@ -622,7 +728,8 @@ fn greet(mut stream: TcpStream, key: &TransportKey, groups: usize, skew_ms: u64,
 }
 
 fn spawn_control_reader(group: u16, mut reader: ControlReader, tx: Sender<Event>) {
-    let _ = std::thread::Builder::new().name("control-read".into()).spawn(move || {
+    let lost = tx.clone();
+    let spawned = std::thread::Builder::new().name("control-read".into()).spawn(move || {
         loop {
             match reader.recv::<ToSupervisor>() {
                 Ok(message) => {
@@ -630,13 +737,20 @@ fn spawn_control_reader(group: u16, mut reader: ControlReader, tx: Sender<Event>
                         return;
                     }
                 }
-                Err(_) => {
-                    let _ = tx.send(Event::ControlLost { group });
+                Err(ControlError::Closed) => {
+                    let _ = tx.send(Event::ControlLost { group, reason: None });
+                    return;
+                }
+                Err(e) => {
+                    let _ = tx.send(Event::ControlLost { group, reason: Some(e.to_string()) });
                     return;
                 }
             }
         }
     });
+    if spawned.is_err() {
+        let _ = lost.send(Event::ControlLost { group, reason: Some("cannot start its reader thread".into()) });
+    }
 }
 
 fn spawn_signal_thread(tx: Sender<Event>) {

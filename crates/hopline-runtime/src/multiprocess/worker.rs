@@ -93,6 +93,8 @@ struct Worker<M: Message> {
     pipeline: Pipeline<M>,
     source: Box<dyn Source<M>>,
     sink: Box<dyn Sink<M>>,
+    /// The sink's path, for the group that creates it at START.
+    output: Option<String>,
     downstream: Option<LinkSender<M>>,
     batch_size: usize,
     control: Arc<Mutex<ControlWriter>>,
@@ -187,11 +189,11 @@ impl<M: LineMessage + WireMessage> Worker<M> {
             Box::new(source)
         };
 
-        // Output: the sink, or frames to the next group.
-        let (sink, downstream): (Box<dyn Sink<M>>, Option<LinkSender<M>>) = if group.sink {
-            let sink =
-                NdjsonSink::create(&boot.output).map_err(|e| fail(FailureKind::Execution, Some("sink"), chain(&e)))?;
-            (Box::new(sink), None)
+        // Output: frames to the next group, or the sink, which is created only at START: by
+        // then the source is open, so a missing input never truncates an existing output
+        // (the memory profile's order).
+        let (output, downstream) = if group.sink {
+            (Some(boot.output.clone()), None)
         } else {
             let next = &mp.groups[usize::from(group.index) + 1];
             let addr = downstream_addr.ok_or_else(|| {
@@ -212,7 +214,7 @@ impl<M: LineMessage + WireMessage> Worker<M> {
                 counters.link.clone(),
             );
             sender.greet().map_err(|e| fail(FailureKind::Transport, None, chain(&e)))?;
-            (Box::new(NoSink), Some(sender))
+            (None, Some(sender))
         };
 
         control.lock().expect("control lock").send(&ToSupervisor::Ready).map_err(|e| e.to_string())?;
@@ -222,7 +224,8 @@ impl<M: LineMessage + WireMessage> Worker<M> {
             holds_source: group.source,
             pipeline,
             source,
-            sink,
+            sink: Box::new(NoSink),
+            output,
             downstream,
             batch_size: config.runtime.batch_size,
             control,
@@ -254,6 +257,17 @@ impl<M: LineMessage + WireMessage> Worker<M> {
                 return EXIT_ORPHANED;
             }
         }
+        if let Some(path) = self.output.take() {
+            match NdjsonSink::create(&path) {
+                Ok(sink) => self.sink = Box::new(sink),
+                Err(e) => {
+                    let mut failure = Failure::new(FailureKind::Execution, &self.group, Some(self.pid), chain(&e));
+                    failure.node = Some("sink".into());
+                    self.send_failure(failure);
+                    return EXIT_FAILED;
+                }
+            }
+        }
         let finished = Arc::new(AtomicBool::new(false));
         self.spawn_control_thread(Arc::clone(&finished));
         self.spawn_heartbeat_thread(Arc::clone(&finished));
@@ -270,7 +284,7 @@ impl<M: LineMessage + WireMessage> Worker<M> {
                 Err(_) => EXIT_ORPHANED,
             },
             Err(error) => {
-                let failure = self.describe(&error);
+                let failure = self.describe(&error).bounded();
                 let _ = control.send(&ToSupervisor::Failed { failure, status, nodes });
                 EXIT_FAILED
             }
@@ -292,10 +306,12 @@ impl<M: LineMessage + WireMessage> Worker<M> {
         };
         let pipeline = &mut self.pipeline;
         let batch_size = self.batch_size;
+        IN_EXECUTOR.set(true);
         let result = catch_unwind(AssertUnwindSafe(|| {
             memory::execute(pipeline, &mut source, sink, batch_size, &mut on_progress)
-        }))
-        .unwrap_or_else(|payload| {
+        }));
+        IN_EXECUTOR.set(false);
+        let result = result.unwrap_or_else(|payload| {
             // A node panicked: name it and the events it was on, from the executor's record.
             let message = panic_message(payload.as_ref());
             let (node, message) = match memory::current_work() {
@@ -336,16 +352,19 @@ impl<M: LineMessage + WireMessage> Worker<M> {
                 failure.seq = if matches!(error, NodeError::Panicked { .. }) { None } else { *seq };
                 failure.cause = chain(error);
             }
-            RunError::Source(e @ SourceError::Link { .. }) => {
+            RunError::Source(e @ SourceError::Link { hung_up, .. }) => {
                 failure.kind = FailureKind::Transport;
+                failure.consequence = *hung_up;
                 failure.cause = chain(e);
             }
             RunError::Source(e) => {
                 failure.node = Some("source".into());
                 failure.cause = chain(e);
             }
-            RunError::Sink(e @ SinkError::Link { .. }) => {
+            RunError::Sink(e @ SinkError::Link { source, .. }) => {
+                use std::io::ErrorKind::{BrokenPipe, ConnectionAborted, ConnectionReset};
                 failure.kind = FailureKind::Transport;
+                failure.consequence = matches!(source.kind(), BrokenPipe | ConnectionReset | ConnectionAborted);
                 failure.cause = chain(e);
             }
             RunError::Sink(e) => {
@@ -367,7 +386,7 @@ impl<M: LineMessage + WireMessage> Worker<M> {
     }
 
     fn send_failure(&self, failure: Failure) {
-        let message = ToSupervisor::Failed { failure, status: self.status(), nodes: Vec::new() };
+        let message = ToSupervisor::Failed { failure: failure.bounded(), status: self.status(), nodes: Vec::new() };
         let _ = self.control.lock().expect("control lock").send(&message);
     }
 
@@ -484,6 +503,12 @@ impl<M: Message> Sink<M> for NoSink {
 /// nothing: the supervisor reports the panic with its place).
 static LAST_PANIC: Mutex<Option<String>> = Mutex::new(None);
 
+thread_local! {
+    /// Set while the executor runs under `catch_unwind`: a panic there is reported to the
+    /// supervisor with its place, so the hook stays quiet.
+    static IN_EXECUTOR: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
 fn install_panic_hook() {
     std::panic::set_hook(Box::new(|info| {
         let message = panic_message(info.payload());
@@ -491,6 +516,11 @@ fn install_panic_hook() {
             Some(at) => format!("{message} at {}:{}:{}", at.file(), at.line(), at.column()),
             None => message,
         };
+        if !IN_EXECUTOR.get() {
+            // Nobody catches this one: say it before the process goes.
+            let thread = std::thread::current();
+            eprintln!("hopline worker: thread `{}` panicked: {text}", thread.name().unwrap_or("?"));
+        }
         if let Ok(mut last) = LAST_PANIC.lock() {
             *last = Some(text);
         }
