@@ -17,9 +17,15 @@
 //!
 //! # Connection policy
 //!
-//! A connection is the upstream link once a frame on it has verified. Every rejected frame is
-//! counted by reason and never delivered. A connection that has not authenticated (a stranger)
-//! is closed when [`ConnectionPolicy`] says so or when it ends; the run goes on. The upstream
+//! A connection is the upstream link once a frame on it has verified, every check included
+//! (freshness too). From then on its frames are not judged by their age: under backpressure
+//! they may wait in socket buffers longer than `max_clock_skew`, and the connection is already
+//! authenticated; signature and replay checks still apply to every frame. A connection that
+//! presents no verified frame within 10 s is closed.
+//!
+//! Every rejected frame is counted by reason and never delivered. A connection that has not
+//! authenticated (a stranger) is closed when [`ConnectionPolicy`] says so, when it ends or when
+//! its 10 s are up; the run goes on. The upstream
 //! link ending before its `End` frame, or carrying a frame that is rejected or does not
 //! decode, breaks the run with a transport failure, since envelopes would be lost. At most
 //! [`MAX_CONNECTIONS`] connections are served at once; more are closed at once and counted.

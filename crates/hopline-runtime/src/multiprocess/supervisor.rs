@@ -12,14 +12,18 @@
 //!    worker's environment.
 //! 4. Each worker binds its data port and says HELLO (its pid and port) on a signed control
 //!    connection; the supervisor then sends each worker the next group's address (PEERS).
-//! 5. Each worker connects to the next group, opens its source or sink and says READY. If any
-//!    worker is not READY within `ready_timeout`, every worker is killed (lifecycle-ready).
-//! 6. START: the first group begins reading the source.
+//! 5. Each worker connects to the next group (and greets it with a signed frame), the first
+//!    group opens the source, and each says READY. If any worker is not READY within
+//!    `ready_timeout`, every worker is killed (lifecycle-ready).
+//! 6. START: the last group creates the sink (only now, so a missing input never truncates
+//!    an existing output) and the first group begins reading the source.
 //!
 //! # Running and stopping
 //!
 //! Workers send heartbeats with their counters (the progress bar and `status`); a worker
-//! silent for `heartbeat_timeout` is killed and reported. The first SIGINT or SIGTERM sends
+//! silent for `heartbeat_timeout` (counted from START, and not while the supervisor itself
+//! was paused) is killed and reported. Heartbeats prove a worker's process is alive, not that
+//! its nodes make progress: a node that loops for ever is found by a stop, not by them. The first SIGINT or SIGTERM sends
 //! STOP to the first group: it stops reading, and the stream drains group by group behind an
 //! `End` frame; workers flush, report DONE and exit; the supervisor reaps them. If that takes
 //! longer than `stop_timeout`, or at a second signal, every worker is killed.

@@ -3,7 +3,8 @@
 //!
 //! The worker builds its nodes once from the config text of its bootstrap, binds its data
 //! port, says HELLO on its control connection, connects to the next group once the
-//! supervisor names it, opens its source or sink, says READY, and starts on START. It then
+//! supervisor names it, opens its source (first group), says READY, creates its sink (last
+//! group) on START and starts. It then
 //! runs the memory profile's executor over its own nodes: the upstream link is its source,
 //! the downstream link its sink. A node error or panic, a broken link, a source or sink
 //! failure becomes a FAILED message with the place and the cause, and exit code 1.
