@@ -310,6 +310,12 @@ impl<M: WireMessage> UpstreamSource<M> {
             let n = loop {
                 match upstream.stream.read(chunk) {
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    // `idle` could not put the socket back in blocking mode: try again here.
+                    Err(e)
+                        if e.kind() == io::ErrorKind::WouldBlock && upstream.stream.set_nonblocking(false).is_ok() =>
+                    {
+                        continue;
+                    }
                     other => break other,
                 }
             };
