@@ -13,12 +13,15 @@ use hopline_model::{CorrelationId, Envelope, LineMessage, Message, Pipeline};
 use crate::adapters::{NdjsonSink, NdjsonSource, Sink, Source};
 use crate::run::{Progress, RunError};
 
-/// What the executor is doing on this thread: which stage, on which events (`None` while a
-/// node finishes). Read after a node panics, to say where.
+/// What the executor is doing on this thread. Read after a panic, to say where it happened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Work {
-    pub stage: usize,
-    pub seqs: Option<(u64, u64)>,
+pub enum Work {
+    /// Asking the source for a batch.
+    Source,
+    /// Node `stage` on the events `seqs` (first and last), or finishing (`None`).
+    Node { stage: usize, seqs: Option<(u64, u64)> },
+    /// Handing a batch to the sink, or flushing it.
+    Sink,
 }
 
 thread_local! {
@@ -53,12 +56,16 @@ pub fn execute<M: Message>(
     let mut counts = Counts::default();
     let mut more = true;
     while more {
+        CURRENT_WORK.set(Some(Work::Source));
         more = source.next_batch(&mut buffers[0], batch_size).map_err(RunError::Source)?;
         counts.records_in += buffers[0].len() as u64;
         push_through(pipeline, &mut buffers, 0)?;
         counts.records_out += buffers[stages].len() as u64;
+        CURRENT_WORK.set(Some(Work::Sink));
         sink.write_batch(&mut buffers[stages]).map_err(RunError::Sink)?;
+        CURRENT_WORK.set(Some(Work::Source));
         if more && source.idle() {
+            CURRENT_WORK.set(Some(Work::Sink));
             sink.flush().map_err(RunError::Sink)?;
         }
         // Transform nodes hand the batch's allocation along from buffer to buffer; give it
@@ -68,7 +75,7 @@ pub fn execute<M: Message>(
         progress(Progress { records_in: counts.records_in, records_out: counts.records_out, bytes_read, bytes_total });
     }
     for i in 0..stages {
-        CURRENT_WORK.set(Some(Work { stage: i, seqs: None }));
+        CURRENT_WORK.set(Some(Work::Node { stage: i, seqs: None }));
         let stage = &mut pipeline.stages[i];
         stage.node.finish(&stage.info, &mut buffers[i + 1]).map_err(|error| RunError::Node {
             node: stage.info.name.clone(),
@@ -77,10 +84,12 @@ pub fn execute<M: Message>(
         })?;
         push_through(pipeline, &mut buffers, i + 1)?;
         counts.records_out += buffers[stages].len() as u64;
+        CURRENT_WORK.set(Some(Work::Sink));
         sink.write_batch(&mut buffers[stages]).map_err(RunError::Sink)?;
     }
-    CURRENT_WORK.set(None);
+    CURRENT_WORK.set(Some(Work::Sink));
     sink.flush().map_err(RunError::Sink)?;
+    CURRENT_WORK.set(None);
     Ok(counts)
 }
 
@@ -115,7 +124,7 @@ fn push_through<M: Message>(
         let (done, rest) = pipeline.stages.split_at_mut(i + 1);
         let stage = &mut done[i];
         if let (Some(first), Some(last)) = (input[i].first(), input[i].last()) {
-            CURRENT_WORK.set(Some(Work { stage: i, seqs: Some((first.header.seq, last.header.seq)) }));
+            CURRENT_WORK.set(Some(Work::Node { stage: i, seqs: Some((first.header.seq, last.header.seq)) }));
         }
         let mut lookahead = |upcoming: &[Envelope<M>]| {
             if let Some(next) = rest.first_mut() {

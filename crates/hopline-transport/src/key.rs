@@ -29,6 +29,12 @@ pub const KEY_BYTES: usize = 32;
 /// The longest key file read: 64 hex digits and a `\r\n`. A longer file is rejected without reading it whole.
 const MAX_KEY_FILE_BYTES: u64 = 2 * KEY_BYTES as u64 + 2;
 
+/// Bytes of a run nonce ([`TransportKey::for_run`]).
+pub const RUN_NONCE_BYTES: usize = 16;
+
+/// Label mixed into per-run key derivation.
+const RUN_LABEL: &[u8] = b"hopline transport run v1";
+
 /// Label mixed into per-link key derivation, so derived keys never equal the run key or each other.
 const LINK_LABEL: &[u8] = b"hopline transport link v1";
 
@@ -112,6 +118,27 @@ impl TransportKey {
         let value = value.ok_or_else(|| KeyError::EnvMissing { var: var.to_owned() })?;
         let value = Zeroizing::new(value.into_encoded_bytes());
         decode_hex_key(&value).map(TransportKey::from_bytes).ok_or_else(|| KeyError::EnvFormat { var: var.to_owned() })
+    }
+
+    /// This key bound to one run: `HMAC-SHA256(key, "hopline transport run v1" || nonce)`.
+    ///
+    /// A key read from a file or a variable outlives runs; frames signed under it in one run
+    /// would verify in the next. Deriving every run's keys from a fresh random `nonce`
+    /// ([`TransportKey::run_nonce`]) makes frames of one run worthless in any other.
+    pub fn for_run(&self, nonce: &[u8; RUN_NONCE_BYTES]) -> TransportKey {
+        let mut mac = self.mac.clone();
+        mac.update(RUN_LABEL);
+        mac.update(nonce);
+        let mut derived = Zeroizing::new([0u8; KEY_BYTES]);
+        derived.copy_from_slice(&mac.finalize().into_bytes());
+        TransportKey::from_bytes(*derived)
+    }
+
+    /// A fresh random run nonce for [`TransportKey::for_run`].
+    pub fn run_nonce() -> Result<[u8; RUN_NONCE_BYTES], KeyError> {
+        let mut nonce = [0u8; RUN_NONCE_BYTES];
+        getrandom::fill(&mut nonce).map_err(KeyError::Rng)?;
+        Ok(nonce)
     }
 
     /// The key for frames sent from process group `sender` to process group `receiver`.
@@ -323,5 +350,16 @@ mod tests {
         let mut fresh = FrameMac::new_from_slice(&KEY).unwrap();
         fresh.update(b"frame bytes");
         assert_eq!(precomputed.finalize().into_bytes(), fresh.finalize().into_bytes());
+    }
+
+    #[test]
+    fn run_keys_differ_by_nonce_and_from_the_key() {
+        let key = TransportKey::from_bytes([8; 32]);
+        let a = key.for_run(&[1; RUN_NONCE_BYTES]);
+        let b = key.for_run(&[2; RUN_NONCE_BYTES]);
+        assert_ne!(a.expose_bytes(), b.expose_bytes());
+        assert_ne!(a.expose_bytes(), key.expose_bytes());
+        assert_eq!(a.expose_bytes(), key.for_run(&[1; RUN_NONCE_BYTES]).expose_bytes());
+        assert_ne!(TransportKey::run_nonce().unwrap(), TransportKey::run_nonce().unwrap());
     }
 }

@@ -28,8 +28,10 @@ const MAX_CONTROL_FRAME_BYTES: u32 = 4 << 20;
 pub(crate) enum ToSupervisor {
     /// First message on a new control connection: who the worker is and where it takes frames.
     Hello { group: u16, pid: u32, data_addr: Option<String> },
-    /// Nodes built, links connected, source and sink open: the worker can take input.
+    /// Nodes built, links connected, the source open (first group): the worker can take input.
     Ready,
+    /// The last group has created the sink (after OPEN-SINK).
+    SinkOpen,
     /// Sent every `heartbeat_interval` while the worker runs.
     Heartbeat { status: GroupStatus },
     /// The worker has finished its part: its last frames are sent (or its sink flushed).
@@ -43,7 +45,9 @@ pub(crate) enum ToSupervisor {
 pub(crate) enum ToWorker {
     /// Where the next process group takes frames (none for the last group).
     Peers { downstream: Option<String> },
-    /// Every worker is ready: start reading the source.
+    /// Every worker is ready: the last group creates the sink, and says SINK-OPEN.
+    OpenSink,
+    /// The sink is open: start reading the source.
     Start,
     /// Stop reading the source and drain: finish the nodes, send what is left, end the stream.
     Stop,

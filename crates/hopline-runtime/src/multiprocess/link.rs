@@ -231,6 +231,9 @@ pub struct UpstreamSource<M> {
     counters: Arc<LinkCounters>,
     chunk: Vec<u8>,
     ended: bool,
+    /// The sequence of the last frame read: the sender numbers frames 1, 2, 3, ... and TCP
+    /// keeps their order, so anything else means frames were lost or put there by someone else.
+    last_sequence: u64,
     _message: std::marker::PhantomData<fn() -> M>,
 }
 
@@ -255,6 +258,13 @@ impl<M: WireMessage> UpstreamSource<M> {
     fn next_frame(&mut self, out: &mut Vec<Envelope<M>>) -> Result<bool, SourceError> {
         loop {
             let (frame, len) = self.read_verified()?;
+            if frame.sequence != self.last_sequence + 1 {
+                return Err(self.broken(format!(
+                    "frame {} follows frame {} on the link: frames are missing or were injected",
+                    frame.sequence, self.last_sequence
+                )));
+            }
+            self.last_sequence = frame.sequence;
             if frame.sender != self.upstream_id {
                 return Err(self.broken(format!(
                     "a frame verified with the link's key names sender {} instead of {}",
@@ -418,6 +428,7 @@ pub fn spawn_listener<M: WireMessage>(
         counters,
         chunk: vec![0u8; READ_CHUNK_BYTES],
         ended: false,
+        last_sequence: 0,
         _message: std::marker::PhantomData,
     })
 }
@@ -433,14 +444,17 @@ const READ_CHUNK_BYTES: usize = 256 << 10;
 /// rejected frames are counted, nothing is delivered).
 fn screen(port: &Port, mut stream: TcpStream) {
     let _ = stream.set_nodelay(true);
-    // A connection that says nothing useful gives its slot back after a while.
-    if stream.set_read_timeout(Some(SCREEN_TIMEOUT)).is_err() {
-        return;
-    }
+    // A connection that presents no verified frame in time gives its slot back, however it
+    // trickles its bytes.
+    let deadline = std::time::Instant::now() + SCREEN_TIMEOUT;
     let mut buf = BytesMut::with_capacity(64 << 10);
     let mut chunk = vec![0u8; 64 << 10];
     let mut policy = ConnectionPolicy::default();
     loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() || stream.set_read_timeout(Some(left)).is_err() {
+            return;
+        }
         let n = match stream.read(&mut chunk) {
             Ok(0) | Err(_) => {
                 port.reader.lock().expect("frame reader lock").connection_closed(&buf);

@@ -15,8 +15,10 @@
 //! 5. Each worker connects to the next group (and greets it with a signed frame), the first
 //!    group opens the source, and each says READY. If any worker is not READY within
 //!    `ready_timeout`, every worker is killed (lifecycle-ready).
-//! 6. START: the last group creates the sink (only now, so a missing input never truncates
-//!    an existing output) and the first group begins reading the source.
+//! 6. OPEN-SINK: the last group creates the sink (only now, so a missing input never
+//!    truncates an existing output) and says SINK-OPEN. Creating it may wait (a FIFO without a
+//!    reader); heartbeats, which every worker sends from READY on, show the workers alive.
+//! 7. START: the first group begins reading the source.
 //!
 //! # Running and stopping
 //!
@@ -128,6 +130,8 @@ enum Event {
     },
     /// Reading the supervisor's stdin (forwarded to the source group) failed.
     StdinFailed(String),
+    /// A connection to the control port greeted with a frame that was refused.
+    GreetingRejected(String),
     Signal(i32),
 }
 
@@ -147,6 +151,11 @@ struct WorkerState {
     status: GroupStatus,
     /// `status` came with DONE or FAILED: the worker's last word, not a heartbeat's.
     final_status: bool,
+    /// When its counts last moved (by its heartbeats): the stuck group of a drain that does not
+    /// finish is the one that moved least recently.
+    last_progress: Instant,
+    /// When and why its control connection broke, if it did before DONE or FAILED.
+    control_broken: Option<(Instant, String)>,
     nodes: Vec<(String, NodeReport)>,
 }
 
@@ -163,6 +172,12 @@ enum Phase {
 /// How long the event loop waits for an event before it looks at exits and deadlines.
 const TURN: Duration = Duration::from_millis(20);
 
+/// How long a worker whose control connection broke has to exit on its own.
+const CONTROL_GRACE: Duration = Duration::from_secs(1);
+
+/// A turn of the event loop this much longer than [`TURN`] means the supervisor was paused.
+const PAUSE: Duration = Duration::from_millis(250);
+
 /// Runs a multiprocess config to the end.
 pub fn supervise(run: Supervised<'_>, progress: &mut dyn FnMut(Progress)) -> Result<RunReport, RunError> {
     let started = Instant::now();
@@ -173,6 +188,11 @@ pub fn supervise(run: Supervised<'_>, progress: &mut dyn FnMut(Progress)) -> Res
         KeySource::Env(var) => TransportKey::from_env(var),
     }
     .map_err(RunError::Key)?;
+    // Every key of the run derives from the configured key and a fresh nonce: frames of one
+    // run never verify in another, even with a key kept in a file. Workers get only this.
+    let nonce = TransportKey::run_nonce().map_err(RunError::Key)?;
+    let key = key.for_run(&nonce);
+    let nonce_hex: String = nonce.iter().map(|b| format!("{b:02x}")).collect();
     let (tx, rx) = mpsc::channel::<Event>();
     let mut sup = Supervisor {
         mp,
@@ -184,6 +204,9 @@ pub fn supervise(run: Supervised<'_>, progress: &mut dyn FnMut(Progress)) -> Res
         ready_deadline: started + mp.ready_timeout,
         stopped_by: None,
         peers_sent: false,
+        sink_requested: false,
+        sink_open: false,
+        rejected_greetings: Vec::new(),
         ingress_started: false,
         interrupted_by: None,
         stdin_forward: None,
@@ -202,6 +225,7 @@ pub fn supervise(run: Supervised<'_>, progress: &mut dyn FnMut(Progress)) -> Res
     let bind_error = |source| RunError::Bind { what: "the control listener", host: mp.host.clone(), source };
     let listener = TcpListener::bind((mp.host.as_str(), 0)).map_err(bind_error)?;
     let control_addr = listener.local_addr().map_err(bind_error)?;
+    sup.log(&format!("run nonce {nonce_hex} (the transport keys of this run derive from it)"));
     sup.log(&format!("control listener bound on {control_addr}"));
     spawn_signal_thread(sup.tx.clone());
     spawn_accept_thread(listener, sup.key.clone(), mp, sup.tx.clone());
@@ -245,10 +269,12 @@ pub fn supervise(run: Supervised<'_>, progress: &mut dyn FnMut(Progress)) -> Res
             sup.handle(event, progress);
         }
         let now = Instant::now();
-        if now.duration_since(last_turn) > mp.heartbeat_interval {
+        let gap = now.duration_since(last_turn);
+        if gap > PAUSE.max(mp.heartbeat_interval) {
             // The supervisor itself was paused (Ctrl-Z, a debugger, an overloaded machine):
-            // the workers' silence over that time is not theirs.
-            sup.workers.iter_mut().for_each(|w| w.last_heard = now);
+            // the workers' silence over that time is not theirs; the rest of it still is.
+            let paused = gap - TURN;
+            sup.workers.iter_mut().for_each(|w| w.last_heard = (w.last_heard + paused).min(now));
         }
         last_turn = now;
         sup.reap();
@@ -289,6 +315,11 @@ struct Supervisor<'a> {
     ready_deadline: Instant,
     stopped_by: Option<&'static str>,
     peers_sent: bool,
+    /// OPEN-SINK was sent to the last group (every worker was READY).
+    sink_requested: bool,
+    sink_open: bool,
+    /// Greetings refused on the control port, to explain a worker that never got through.
+    rejected_greetings: Vec<String>,
     ingress_started: bool,
     interrupted_by: Option<&'static str>,
     stdin_forward: Option<Arc<StdinForward>>,
@@ -323,6 +354,10 @@ impl Supervisor<'_> {
             }
             Event::Control { group, message } => self.on_message(group, message, progress),
             Event::ControlLost { group, reason } => self.on_control_lost(group, reason),
+            Event::GreetingRejected(why) => {
+                self.log(&format!("refused a control connection: {why}"));
+                self.rejected_greetings.push(why);
+            }
             Event::StdinFailed(error) => {
                 let Some(first) = self.workers.first() else { return };
                 let mut failure = Failure::new(
@@ -370,7 +405,14 @@ impl Supervisor<'_> {
                 worker.ready = true;
                 self.log(&format!("worker `{name}` (pid {pid}) ready"));
             }
+            ToSupervisor::SinkOpen => {
+                self.sink_open = true;
+                self.log(&format!("worker `{name}` (pid {pid}) opened the sink"));
+            }
             ToSupervisor::Heartbeat { status } => {
+                if (status.records_in, status.records_out) != (worker.status.records_in, worker.status.records_out) {
+                    worker.last_progress = Instant::now();
+                }
                 worker.status = status;
                 report_progress(&self.workers, progress);
             }
@@ -393,18 +435,30 @@ impl Supervisor<'_> {
         }
     }
 
-    /// A control connection that ends is expected after DONE or FAILED; one that breaks (a
-    /// frame rejected, a read error) leaves a worker nobody can supervise: kill it and say why.
+    /// A control connection that ends is expected after DONE or FAILED. One that breaks (a
+    /// frame rejected, a read error) is often a worker dying with bytes unread; if the worker
+    /// has not exited within [`CONTROL_GRACE`], nobody can supervise it: it is killed and the
+    /// broken connection is the failure (see [`Supervisor::advance`]).
     fn on_control_lost(&mut self, group: u16, reason: Option<String>) {
         let worker = &mut self.workers[usize::from(group)];
         worker.control_lost = true;
         if let Some(reason) = reason {
             if !worker.done && !worker.failed && worker.exit.is_none() {
-                worker.failed = true;
-                let _ = worker.child.kill();
-                let cause = format!("the control connection broke: {reason}; killed it");
-                self.failures.push(Failure::new(FailureKind::Transport, &worker.name, Some(worker.pid), cause));
+                worker.control_broken = Some((Instant::now(), reason));
             }
+        }
+    }
+
+    fn kill_unsupervised(&mut self, now: Instant) {
+        for worker in self.workers.iter_mut().filter(|w| w.exit.is_none() && !w.failed && !w.done) {
+            let Some((since, reason)) = &worker.control_broken else { continue };
+            if now.duration_since(*since) < CONTROL_GRACE {
+                continue;
+            }
+            let cause = format!("the control connection broke: {reason}; killed it");
+            self.failures.push(Failure::new(FailureKind::Transport, &worker.name, Some(worker.pid), cause));
+            worker.failed = true;
+            let _ = worker.child.kill();
         }
     }
 
@@ -467,10 +521,13 @@ impl Supervisor<'_> {
             } else {
                 (FailureKind::LifecycleStart, "before READY")
             };
-            let cause = match status.signal() {
+            let mut cause = match status.signal() {
                 Some(signal) => format!("killed by signal {signal} ({}) {when}", signal_name(signal)),
                 None => format!("exited with code {} {when}", status.code().unwrap_or(-1)),
             };
+            if !worker.hello && !self.rejected_greetings.is_empty() {
+                cause.push_str(&format!("; the control port refused: {}", self.rejected_greetings.join("; ")));
+            }
             self.failures.push(Failure::new(kind, &worker.name, Some(worker.pid), cause));
         }
     }
@@ -478,24 +535,25 @@ impl Supervisor<'_> {
     /// Moves the run along: PEERS and START once everyone is there, and the deadlines.
     fn advance(&mut self) {
         let now = Instant::now();
+        self.kill_unsupervised(now);
         match self.phase {
             Phase::Starting => self.advance_startup(now),
             Phase::Running => self.check_heartbeats(now),
             Phase::Draining(deadline) if now >= deadline => {
-                let stuck: Vec<String> = self
-                    .workers
-                    .iter()
-                    .filter(|w| w.exit.is_none())
-                    .map(|w| format!("`{}` (pid {})", w.name, w.pid))
-                    .collect();
-                if let Some(first) = self.workers.iter().find(|w| w.exit.is_none()) {
+                let live = || self.workers.iter().filter(|w| w.exit.is_none());
+                let stuck: Vec<String> = live().map(|w| format!("`{}` (pid {})", w.name, w.pid)).collect();
+                // Behind a group that stopped moving, the groups before it block on a full
+                // link and the ones after it wait: the one whose counts moved least recently
+                // (the first such, in pipeline order) is where the drain is stuck.
+                if let Some(first) = live().min_by_key(|w| w.last_progress) {
                     let cause = format!(
-                        "did not finish within stop_timeout ({} ms); killed {}",
+                        "the drain did not finish within stop_timeout ({} ms): this group's counts stopped moving first; killed {}",
                         self.mp.stop_timeout.as_millis(),
                         stuck.join(", ")
                     );
                     let failure = Failure::new(FailureKind::LifecycleStop, &first.name, Some(first.pid), cause);
                     self.failures.push(failure);
+                    self.interrupted_by = self.stopped_by;
                     self.kill_all();
                 }
             }
@@ -525,16 +583,26 @@ impl Supervisor<'_> {
             }
             self.peers_sent = true;
         }
-        if self.workers.iter().all(|w| w.ready) {
-            self.log(&format!("all {} workers ready; starting ingress", self.workers.len()));
-            let now = Instant::now();
+        if self.sink_open {
+            self.log("starting ingress");
             for worker in &mut self.workers {
                 send(worker, &ToWorker::Start);
-                // Heartbeats start now; silence while others got ready does not count.
-                worker.last_heard = now;
             }
             self.phase = Phase::Running;
             self.ingress_started = true;
+        } else if self.sink_requested {
+            // The sink may take its time (a FIFO waits for its reader); heartbeats say the
+            // workers are alive meanwhile.
+            self.check_heartbeats(now);
+        } else if self.workers.iter().all(|w| w.ready) {
+            self.log(&format!("all {} workers ready; the last group creates the sink", self.workers.len()));
+            for worker in &mut self.workers {
+                // Heartbeats start at READY; silence while the others got ready does not count.
+                worker.last_heard = now;
+            }
+            let last = self.workers.last_mut().expect("there is a worker per group");
+            send(last, &ToWorker::OpenSink);
+            self.sink_requested = true;
         } else if now >= self.ready_deadline && self.failures.is_empty() {
             let late: Vec<String> =
                 self.workers.iter().filter(|w| !w.ready).map(|w| format!("`{}` (pid {})", w.name, w.pid)).collect();
@@ -580,6 +648,8 @@ impl WorkerState {
             last_heard: Instant::now(),
             status: GroupStatus::default(),
             final_status: false,
+            control_broken: None,
+            last_progress: Instant::now(),
             nodes: Vec::new(),
         }
     }
@@ -699,8 +769,14 @@ fn spawn_accept_thread(listener: TcpListener, key: TransportKey, mp: &Multiproce
             }
             let (key, tx, count) = (key.clone(), tx.clone(), Arc::clone(&greeting));
             let spawned = std::thread::Builder::new().name("control-hello".into()).spawn(move || {
-                if let Some(hello) = greet(stream, &key, groups, skew_ms, hello_timeout) {
-                    let _ = tx.send(hello);
+                match greet(stream, &key, groups, skew_ms, hello_timeout) {
+                    Ok(hello) => {
+                        let _ = tx.send(hello);
+                    }
+                    Err(Some(reason)) => {
+                        let _ = tx.send(Event::GreetingRejected(reason));
+                    }
+                    Err(None) => {}
                 }
                 count.fetch_sub(1, Ordering::SeqCst);
             });
@@ -711,24 +787,35 @@ fn spawn_accept_thread(listener: TcpListener, key: TransportKey, mp: &Multiproce
     });
 }
 
-/// Reads a new control connection's HELLO; `None` for anything that is not a worker of ours.
-fn greet(mut stream: TcpStream, key: &TransportKey, groups: usize, skew_ms: u64, timeout: Duration) -> Option<Event> {
-    stream.set_read_timeout(Some(timeout)).ok()?;
+/// Reads a new control connection's HELLO. `Err(Some(why))` for a greeting in hopline's
+/// format that was refused (it may be one of ours, e.g. with a clock far off); `Err(None)` for
+/// anything else.
+fn greet(
+    mut stream: TcpStream,
+    key: &TransportKey,
+    groups: usize,
+    skew_ms: u64,
+    timeout: Duration,
+) -> Result<Event, Option<String>> {
+    stream.set_read_timeout(Some(timeout)).map_err(|_| None)?;
     let _ = stream.set_nodelay(true);
-    let (group, prefix) = ControlReader::claimed_sender(&mut stream).ok()?;
+    let (group, prefix) = ControlReader::claimed_sender(&mut stream).map_err(|_| None)?;
     if usize::from(group) >= groups {
-        return None;
+        return Err(None);
     }
-    let read_half = stream.try_clone().ok()?;
+    let read_half = stream.try_clone().map_err(|_| None)?;
     let mut reader = ControlReader::new(read_half, key.for_link(group, SUPERVISOR), skew_ms).with_prefix(prefix);
-    let Ok(ToSupervisor::Hello { group: said, pid, data_addr }) = reader.recv::<ToSupervisor>() else {
-        return None;
+    let hello = match reader.recv::<ToSupervisor>() {
+        Ok(hello) => hello,
+        Err(e @ ControlError::Rejected(_)) => return Err(Some(format!("a greeting claiming group {group}: {e}"))),
+        Err(_) => return Err(None),
     };
+    let ToSupervisor::Hello { group: said, pid, data_addr } = hello else { return Err(None) };
     if said != group {
-        return None;
+        return Err(None);
     }
-    stream.set_read_timeout(None).ok()?;
-    Some(Event::Hello { group, pid, data_addr, reader, writer: stream })
+    stream.set_read_timeout(None).map_err(|_| None)?;
+    Ok(Event::Hello { group, pid, data_addr, reader, writer: stream })
 }
 
 fn spawn_control_reader(group: u16, mut reader: ControlReader, tx: Sender<Event>) {

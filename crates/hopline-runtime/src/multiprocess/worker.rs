@@ -4,7 +4,7 @@
 //! The worker builds its nodes once from the config text of its bootstrap, binds its data
 //! port, says HELLO on its control connection, connects to the next group once the
 //! supervisor names it, opens its source (first group), says READY, creates its sink (last
-//! group) on START and starts. It then
+//! group) on OPEN-SINK and starts on START. It then
 //! runs the memory profile's executor over its own nodes: the upstream link is its source,
 //! the downstream link its sink. A node error or panic, a broken link, a source or sink
 //! failure becomes a FAILED message with the place and the cause, and exit code 1.
@@ -30,7 +30,7 @@ use super::control::{ControlReader, ControlWriter, GroupStatus, SUPERVISOR, ToSu
 use super::failure::{Failure, FailureKind, chain};
 use super::link::{LinkCounters, LinkSender, spawn_listener};
 use crate::adapters::{NdjsonSink, NdjsonSource, Sink, SinkError, Source, SourceError};
-use crate::memory;
+use crate::memory::{self, Work};
 use crate::run::{Progress, RunError};
 
 /// Exit code of a worker that failed after reaching its supervisor (the failure was sent).
@@ -47,6 +47,7 @@ pub fn run_worker<M: LineMessage + WireMessage>(registry: &Registry<M>, boot: Bo
         return EXIT_ORPHANED;
     }
     install_panic_hook();
+    leave_stop_signals_to_the_supervisor();
     match Worker::start(registry, &boot) {
         Ok(worker) => worker.run(),
         Err(StartError::Reported) => EXIT_FAILED,
@@ -75,6 +76,13 @@ impl From<&str> for StartError {
     fn from(message: &str) -> Self {
         StartError::Local(message.into())
     }
+}
+
+/// What the control thread passes on to the main thread.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Order {
+    OpenSink,
+    Start,
 }
 
 /// Counters the heartbeat thread reads while the executor runs.
@@ -240,38 +248,37 @@ impl<M: LineMessage + WireMessage> Worker<M> {
 
     /// From START to DONE or FAILED.
     fn run(mut self) -> i32 {
-        let start = self.control_reader.as_mut().expect("taken only after START").recv::<ToWorker>();
-        match start {
-            Ok(ToWorker::Start) => {}
-            Ok(ToWorker::Stop) => self.stop.store(true, Ordering::SeqCst),
-            Ok(other) => {
-                self.send_failure(Failure::new(
-                    FailureKind::LifecycleStart,
-                    &self.group,
-                    Some(self.pid),
-                    format!("expected START, got {other:?}"),
-                ));
-                return EXIT_FAILED;
-            }
-            Err(e) => {
-                eprintln!("hopline worker `{}`: the supervisor went away before START ({e}); exiting", self.group);
+        // From READY on, the supervisor hears from this worker (heartbeats) and can stop it.
+        let finished = Arc::new(AtomicBool::new(false));
+        let Some(orders) = self.spawn_control_thread(Arc::clone(&finished)) else {
+            return EXIT_ORPHANED;
+        };
+        self.spawn_heartbeat_thread(Arc::clone(&finished));
+
+        if let Some(path) = self.output.take() {
+            // The last group creates the sink when every worker is READY (the source is open),
+            // before START: a sink that cannot be created stops the run before any input is
+            // read, as in the memory profile. Creating it may block (a FIFO without a reader).
+            if orders.recv() != Ok(Order::OpenSink) {
                 return EXIT_ORPHANED;
             }
-        }
-        if let Some(path) = self.output.take() {
             match NdjsonSink::create(&path) {
                 Ok(sink) => self.sink = Box::new(sink),
                 Err(e) => {
                     let mut failure = Failure::new(FailureKind::Execution, &self.group, Some(self.pid), chain(&e));
                     failure.node = Some("sink".into());
+                    finished.store(true, Ordering::SeqCst);
                     self.send_failure(failure);
                     return EXIT_FAILED;
                 }
             }
+            if self.control.lock().expect("control lock").send(&ToSupervisor::SinkOpen).is_err() {
+                return EXIT_ORPHANED;
+            }
         }
-        let finished = Arc::new(AtomicBool::new(false));
-        self.spawn_control_thread(Arc::clone(&finished));
-        self.spawn_heartbeat_thread(Arc::clone(&finished));
+        if orders.recv() != Ok(Order::Start) {
+            return EXIT_ORPHANED;
+        }
 
         let result = self.execute();
         let status = self.status();
@@ -316,13 +323,15 @@ impl<M: LineMessage + WireMessage> Worker<M> {
             // A node panicked: name it and the events it was on, from the executor's record.
             let message = panic_message(payload.as_ref());
             let (node, message) = match memory::current_work() {
-                Some(work) => (
-                    pipeline.stages[work.stage].info.name.clone(),
-                    match work.seqs {
-                        Some((first, last)) => format!("{message} (while processing events {first} to {last})"),
-                        None => format!("{message} (while finishing)"),
-                    },
+                Some(Work::Node { stage, seqs: Some((first, last)) }) => (
+                    pipeline.stages[stage].info.name.clone(),
+                    format!("{message} (while processing events {first} to {last})"),
                 ),
+                Some(Work::Node { stage, seqs: None }) => {
+                    (pipeline.stages[stage].info.name.clone(), format!("{message} (while finishing)"))
+                }
+                Some(Work::Source) => ("source".into(), message),
+                Some(Work::Sink) => ("sink".into(), message),
                 None => ("(executor)".into(), message),
             };
             Err(RunError::Node { node, seq: None, error: NodeError::Panicked { message } })
@@ -391,16 +400,24 @@ impl<M: LineMessage + WireMessage> Worker<M> {
         let _ = self.control.lock().expect("control lock").send(&message);
     }
 
-    /// Reads STOP from the supervisor; exits the process if the supervisor goes away.
-    fn spawn_control_thread(&mut self, finished: Arc<AtomicBool>) {
-        let Some(mut reader) = self.control_reader.take() else { return };
+    /// Reads the supervisor's orders: STOP sets the stop flag at once (the executor may be
+    /// busy); OPEN-SINK and START go to the main thread. Exits the process if the supervisor
+    /// goes away before the run is over.
+    fn spawn_control_thread(&mut self, finished: Arc<AtomicBool>) -> Option<std::sync::mpsc::Receiver<Order>> {
+        let mut reader = self.control_reader.take()?;
         let stop = Arc::clone(&self.stop);
         let group = self.group.clone();
-        let _ = std::thread::Builder::new().name("control".into()).spawn(move || {
+        let (orders, received) = std::sync::mpsc::channel();
+        let spawned = std::thread::Builder::new().name("control".into()).spawn(move || {
             loop {
-                match reader.recv::<ToWorker>() {
-                    Ok(ToWorker::Stop) => stop.store(true, Ordering::SeqCst),
-                    Ok(_) => {}
+                let order = match reader.recv::<ToWorker>() {
+                    Ok(ToWorker::Stop) => {
+                        stop.store(true, Ordering::SeqCst);
+                        continue;
+                    }
+                    Ok(ToWorker::OpenSink) => Order::OpenSink,
+                    Ok(ToWorker::Start) => Order::Start,
+                    Ok(ToWorker::Peers { .. }) => continue,
                     Err(e) => {
                         if !finished.load(Ordering::SeqCst) {
                             eprintln!("hopline worker `{group}`: lost the supervisor ({e}); exiting");
@@ -408,9 +425,11 @@ impl<M: LineMessage + WireMessage> Worker<M> {
                         }
                         return;
                     }
-                }
+                };
+                let _ = orders.send(order);
             }
         });
+        spawned.ok().map(|_| received)
     }
 
     fn spawn_heartbeat_thread(&self, finished: Arc<AtomicBool>) {
@@ -538,6 +557,18 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
         s.clone()
     } else {
         "a panic without a message".into()
+    }
+}
+
+/// Stop signals sent to the whole service (systemd's default stop signals every process of the
+/// unit) must not kill workers mid-stream: the supervisor gets them too and drains the run.
+/// Handlers that only note the signal leave the decision to it; its death still ends the
+/// worker (PR_SET_PDEATHSIG, the control connection).
+fn leave_stop_signals_to_the_supervisor() {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let noted = Arc::new(AtomicBool::new(false));
+    for signal in [SIGINT, SIGTERM, SIGHUP] {
+        let _ = signal_hook::flag::register(signal, Arc::clone(&noted));
     }
 }
 
