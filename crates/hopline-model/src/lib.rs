@@ -5,7 +5,8 @@
 //! - [`node`]: one step of a pipeline, the context it receives and what it may report.
 //! - [`registry`]: node kinds by name, and the checks that turn a config into a [`Pipeline`].
 //! - [`config`]: the YAML pipeline config, strictly validated, every error with file, key path and line;
-//!   under the multiprocess profile, the process groups and the transport settings.
+//!   under the multiprocess profile, the process groups and the transport settings; under either,
+//!   the tracing settings and their precedence with the `OTEL_*` variables and the command line.
 //! - [`wire`]: how a message crosses a process boundary (its app's compact binary encoding).
 //!
 //! Nothing here reads a file, opens a socket or starts a thread: the runtime does that.
@@ -17,8 +18,8 @@ pub mod registry;
 pub mod wire;
 
 pub use config::{
-    ConfigError, KeySource, MultiprocessConfig, Params, PipelineConfig, ProcessGroup, Profile, RuntimeConfig,
-    TransportConfig,
+    ConfigError, KeySource, MultiprocessConfig, ObservabilityConfig, Params, PipelineConfig, ProcessGroup, Profile,
+    RuntimeConfig, TracingConfig, TransportConfig,
 };
 pub use envelope::{CorrelationId, Envelope, EnvelopeHeader, Route, TraceContext};
 pub use node::{Context, Emit, Incident, LineMessage, Message, Node, NodeError, NodeInfo, NodeReport, Transform};

@@ -65,9 +65,45 @@
 //!   group holds the source (`source.group`), the last the sink (`sink.group`), every node is in
 //!   exactly one group, a group lists its nodes in pipeline order, and every group holds
 //!   something (a group may hold only the source or only the sink).
+//!
+//! # Observability
+//!
+//! Under either profile, `runtime.observability.tracing` switches end-to-end tracing on: a span
+//! per node and per hop, exported over OTLP/HTTP, to standard output or to OTLP JSON lines files.
+//! [`observability`] describes every key, and how the standard `OTEL_*` environment variables
+//! and the `hopline run` flags (`--trace-otlp URL`, `--trace-file PATH`, `--forensic PATH`) take
+//! precedence over the file: flag, then environment, then file ([`TracingConfig::resolve`]).
+//!
+//! ```yaml
+//! runtime:
+//!   observability:
+//!     tracing:                     # absent: tracing off
+//!       enabled: true              # the default once `tracing:` is written
+//!       service_name: fund-load    # optional; `hopline` when given nowhere
+//!       sampler: { name: parentbased_traceidratio, ratio: 0.01 }
+//!                                  # or a name alone: always_on, always_off, parentbased_always_on
+//!                                  # (the default); the two ratio samplers need a ratio, 0.0 ..= 1.0
+//!       level: info                # the default; `debug` adds spans inside nodes
+//!       forensic: run.trace.jsonl  # optional: the run's one merged OTLP JSON lines file
+//!       exporters:                 # optional: `otlp` and `stdout` at most once, `file` once a path
+//!         - otlp:                  # or `- otlp` alone, with the defaults
+//!             endpoint: "http://localhost:4318"   # the default; http:// or https://, no credentials
+//!             protocol: http/protobuf             # the default; or http/json (not grpc)
+//!             headers: { x-tenant: acme }         # optional; values are never shown in messages
+//!             timeout: 10s                        # the default
+//!         - stdout
+//!         - file: { path: spans.jsonl }           # one OTLP `TracesData` JSON object a line
+//!       batch:                     # optional: the export queue
+//!         max_queue_size: 2048     # the default; spans, 1 ..= 1000000
+//!         max_export_batch_size: 512   # the default; at most max_queue_size
+//!         scheduled_delay: 5s      # the default
+//! ```
+//!
+//! Paths (`file`, `forensic`) are relative to the config's folder, and no two are the same file.
 
 mod de;
 mod groups;
+pub mod observability;
 mod runtime;
 pub mod tree;
 
@@ -79,11 +115,18 @@ use serde::de::{DeserializeOwned, IgnoredAny};
 
 pub use de::DeError;
 pub use groups::ProcessGroup;
+pub use observability::{
+    BatchConfig, EffectiveTracing, Exporter, ObservabilityConfig, OtlpExport, OtlpProtocol, Ratio, RelativeTo, Sampler,
+    SpanLevel, TraceFile, TracingConfig, TracingEnvError, TracingFlags,
+};
 pub use runtime::{KeySource, MultiprocessConfig, TransportConfig};
 pub use tree::{Pos, Yaml};
 
 /// A validated pipeline config. Adapter paths are as written (relative to the config file).
-#[derive(Debug, Clone)]
+///
+/// Its `Debug` shows the length of `text`, not the text: a config may hold secrets (OTLP header
+/// values), and the parsed fields that hold them redact them.
+#[derive(Clone)]
 pub struct PipelineConfig {
     /// Where the config came from, as it appears in messages (usually the file path).
     pub origin: String,
@@ -101,6 +144,23 @@ pub struct PipelineConfig {
     pub nodes: Vec<NodeSpec>,
 }
 
+impl fmt::Debug for PipelineConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PipelineConfig")
+            .field("origin", &self.origin)
+            .field("text", &format_args!("<{} bytes, not shown>", self.text.len()))
+            .field("app", &self.app)
+            .field("app_pos", &self.app_pos)
+            .field("scenario", &self.scenario)
+            .field("description", &self.description)
+            .field("runtime", &self.runtime)
+            .field("source", &self.source)
+            .field("sink", &self.sink)
+            .field("nodes", &self.nodes)
+            .finish()
+    }
+}
+
 /// `runtime:`: how the pipeline runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RuntimeConfig {
@@ -111,6 +171,8 @@ pub struct RuntimeConfig {
     /// The multiprocess keys, validated: process groups, timeouts, transport.
     /// Some exactly when `profile` is [`Profile::Multiprocess`].
     pub multiprocess: Option<MultiprocessConfig>,
+    /// `observability:`, under either profile: tracing (off unless written).
+    pub observability: ObservabilityConfig,
 }
 
 impl RuntimeConfig {
@@ -124,7 +186,12 @@ impl RuntimeConfig {
 
 impl Default for RuntimeConfig {
     fn default() -> Self {
-        RuntimeConfig { profile: Profile::default(), batch_size: Self::default_batch_size(), multiprocess: None }
+        RuntimeConfig {
+            profile: Profile::default(),
+            batch_size: Self::default_batch_size(),
+            multiprocess: None,
+            observability: ObservabilityConfig::default(),
+        }
     }
 }
 
@@ -441,7 +508,7 @@ nodes:
         assert_eq!(err.pos.unwrap().line, 4);
         let shown = err.to_string();
         assert!(shown.starts_with("demo.yml:4:3: runtime.profil: unknown field `profil`"), "{shown}");
-        assert!(shown.contains("expected `profile` or `batch_size`"), "{shown}");
+        assert!(shown.contains("expected one of `profile`, `batch_size`, `observability`"), "{shown}");
     }
 
     #[test]

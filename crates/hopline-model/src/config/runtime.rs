@@ -9,9 +9,10 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use serde::Deserialize;
-use serde::de::{self, MapAccess, Visitor};
+use serde::de::{self, IgnoredAny, MapAccess, Visitor};
 
 use super::groups::{self, ProcessGroup, RawGroup};
+use super::observability;
 use super::tree::{Yaml, YamlValue};
 use super::{AdapterConfig, ConfigError, NodeSpec, Profile, RuntimeConfig, de as tree_de};
 
@@ -265,7 +266,7 @@ fn show(d: Duration) -> String {
     }
 }
 
-fn duration<'de, D: de::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+pub(super) fn duration<'de, D: de::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     struct DurationVisitor;
 
     impl Visitor<'_> for DurationVisitor {
@@ -333,8 +334,8 @@ fn default_host() -> String {
     MultiprocessConfig::DEFAULT_HOST.to_string()
 }
 
-/// `runtime:` under `profile: memory`: only these two keys (the others are refused before this
-/// is read, with a message saying which profile they belong to).
+/// `runtime:` under `profile: memory`: only these keys (the multiprocess keys are refused before
+/// this is read, with a message saying which profile they belong to).
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct MemoryRuntime {
@@ -343,6 +344,10 @@ struct MemoryRuntime {
     profile: Profile,
     #[serde(default = "RuntimeConfig::default_batch_size", deserialize_with = "super::batch_size")]
     batch_size: usize,
+    /// Read by [`observability::read`], under either profile.
+    #[serde(default)]
+    #[allow(dead_code)]
+    observability: IgnoredAny,
 }
 
 /// `runtime:` under `profile: multiprocess`, as written.
@@ -366,6 +371,10 @@ struct MultiprocessRuntime {
     heartbeat_timeout: Option<Duration>,
     #[serde(default)]
     transport: Option<TransportConfig>,
+    /// Read by [`observability::read`], under either profile.
+    #[serde(default)]
+    #[allow(dead_code)]
+    observability: IgnoredAny,
 }
 
 /// The keys of `runtime:` that only `profile: multiprocess` accepts.
@@ -393,12 +402,14 @@ pub(super) fn read(
     };
     match profile {
         Profile::Memory => {
-            // The first key beyond `profile` and `batch_size`, in the order written: a multiprocess
-            // key is refused as such; any other is left to the reader below, which lists the keys
-            // (so a misspelt `profil: multiprocess` is reported as the typo it is).
+            // The first key beyond those of every profile, in the order written: a multiprocess key
+            // is refused as such; any other is left to the reader below, which lists the keys (so a
+            // misspelt `profil: multiprocess` is reported as the typo it is).
             if let YamlValue::Map(entries) = &node.value {
-                let foreign =
-                    entries.iter().map(|(k, _)| k).find(|k| !matches!(k.scalar_text(), Some("profile" | "batch_size")));
+                let foreign = entries
+                    .iter()
+                    .map(|(k, _)| k)
+                    .find(|k| !matches!(k.scalar_text(), Some("profile" | "batch_size" | "observability")));
                 if let Some(key) = foreign.filter(|k| MULTIPROCESS_KEYS.iter().any(|&m| k.scalar_text() == Some(m))) {
                     let name = key.scalar_text().unwrap_or_default();
                     return Err(ConfigError::at(
@@ -413,8 +424,9 @@ pub(super) fn read(
                 }
             }
             let raw: MemoryRuntime = tree_de::from_tree(node, "runtime").map_err(located)?;
+            let observability = observability::read(origin, node)?;
             refuse_adapter_groups(origin, doc, source, sink, profile_node.is_some())?;
-            Ok(RuntimeConfig { profile, batch_size: raw.batch_size, multiprocess: None })
+            Ok(RuntimeConfig { profile, batch_size: raw.batch_size, multiprocess: None, observability })
         }
         Profile::Multiprocess => {
             let raw: MultiprocessRuntime = tree_de::from_tree(node, "runtime").map_err(located)?;
@@ -439,9 +451,11 @@ pub(super) fn read(
                 ));
             }
             let groups = groups::place(origin, doc, raw.process_groups, nodes, source, sink)?;
+            let observability = observability::read(origin, node)?;
             Ok(RuntimeConfig {
                 profile,
                 batch_size: raw.batch_size,
+                observability,
                 multiprocess: Some(MultiprocessConfig {
                     groups,
                     host: raw.host,
@@ -578,7 +592,10 @@ mod tests {
     #[test]
     fn misspelt_profile_is_reported_before_the_keys_it_would_allow() {
         let e = err_at(&MP.replace("  profile: multiprocess", "  profil: multiprocess"), "runtime.profil", 4);
-        assert!(e.message.starts_with("unknown field `profil`, expected `profile` or `batch_size`"), "{e}");
+        assert!(
+            e.message.starts_with("unknown field `profil`, expected one of `profile`, `batch_size`, `observability`"),
+            "{e}"
+        );
     }
 
     #[test]
