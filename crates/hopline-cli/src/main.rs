@@ -5,6 +5,7 @@
 //! for any Unix filter whose reader goes away, e.g. `hopline run ... | head`: said nowhere).
 
 mod apps;
+mod trace;
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -78,6 +79,11 @@ enum Command {
         #[command(subcommand)]
         app: GenerateApp,
     },
+    /// Read forensic trace files (OTLP JSON lines): merge, summarise, export.
+    Trace {
+        #[command(subcommand)]
+        command: trace::TraceCommand,
+    },
 }
 
 #[derive(Subcommand)]
@@ -130,6 +136,7 @@ fn main() -> ExitCode {
             Ok(())
         }
         Command::Generate { app } => generate(app).map_err(Failure::Run),
+        Command::Trace { command } => trace::run(command).map_err(Failure::Run),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

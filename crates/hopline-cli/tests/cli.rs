@@ -293,3 +293,89 @@ fn run_in_another_working_directory_finds_the_input_beside_the_config() {
     assert!(output.status.success());
     assert_eq!(output.stdout, std::fs::read(fixture("output.txt")).unwrap());
 }
+
+fn trace_fixture() -> PathBuf {
+    repo().join("tests/fixtures/trace/three_process_run.jsonl")
+}
+
+#[test]
+fn trace_summary_shows_nodes_hops_errors_and_the_slowest_events() {
+    let output = hopline().args(["trace", "summary"]).arg(trace_fixture()).output().unwrap();
+    assert!(output.status.success(), "{}", stderr_of(&output));
+    let text = String::from_utf8(output.stdout).unwrap();
+    assert!(text.starts_with("forensic trace: 3 traces, 31 spans, 3 processes\n"), "{text}");
+    assert!(text.contains("  policies (policy): 3 spans (1 error); p50 40.000 µs"), "{text}");
+    assert!(text.contains("  hop 1 ingest → policy: 3 pairs;"), "{text}");
+    assert!(text.contains("  event 3: node policies (policy): node error: no limit table for customer 528"), "{text}");
+    assert!(text.contains("slowest traces"), "{text}");
+}
+
+#[test]
+fn trace_merge_collapses_repeats_across_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("merged.jsonl");
+    let output = hopline()
+        .args(["trace", "merge"])
+        .arg(trace_fixture())
+        .arg(trace_fixture())
+        .arg("-o")
+        .arg(&out)
+        .arg("--level")
+        .arg("debug")
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr_of(&output));
+    assert!(stderr_of(&output).contains("31 spans from 2 files; 31 repeats dropped, 0 debug spans left out"));
+    let summary = hopline().args(["trace", "summary"]).arg(&out).output().unwrap();
+    assert!(String::from_utf8_lossy(&summary.stdout).starts_with("forensic trace: 3 traces, 31 spans, 3 processes"));
+}
+
+#[test]
+fn trace_export_writes_chrome_trace_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("trace.json");
+    let output = hopline()
+        .args(["trace", "export"])
+        .arg(trace_fixture())
+        .args(["--format", "chrome", "-o"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr_of(&output));
+    let json: serde_json::Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+    let events = json["traceEvents"].as_array().unwrap();
+    assert_eq!(events.iter().filter(|e| e["name"] == "process_name").count(), 3);
+    assert_eq!(events.iter().filter(|e| e["ph"] == "X").count(), 31);
+    assert_eq!(events.iter().filter(|e| e["ph"] == "s").count(), events.iter().filter(|e| e["ph"] == "f").count());
+}
+
+#[test]
+fn trace_commands_name_a_missing_or_bad_file() {
+    let output = hopline().args(["trace", "summary", "/nonexistent/run.jsonl"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(
+        stderr_of(&output),
+        "hopline: /nonexistent/run.jsonl: cannot open the trace file: No such file or directory (os error 2)\n"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.jsonl");
+    std::fs::write(&bad, "{\"resourceSpans\": [}\n").unwrap();
+    let output = hopline().args(["trace", "summary"]).arg(&bad).output().unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    assert!(stderr_of(&output).contains("bad.jsonl:1:"), "{}", stderr_of(&output));
+}
+
+#[test]
+fn a_tracing_section_is_refused_until_spans_are_emitted_rather_than_ignored() {
+    let text = std::fs::read_to_string(config("baseline"))
+        .unwrap()
+        .replace("runtime:\n", "runtime:\n  observability:\n    tracing: { exporters: [stdout] }\n")
+        .replace("../../tests/fixtures", &repo().join("tests/fixtures").display().to_string());
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("traced.yml");
+    std::fs::write(&path, text).unwrap();
+    let output = hopline().arg("run").arg(&path).output().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(output.stdout.is_empty());
+    assert!(stderr_of(&output).contains("runtime.observability.tracing: this build validates the tracing settings"));
+}
