@@ -102,12 +102,12 @@ struct Worker<M: Message> {
     pipeline: Pipeline<M>,
     source: Box<dyn Source<M>>,
     sink: Box<dyn Sink<M>>,
-    /// The sink's path, for the group that creates it at START.
+    /// The sink's path, for the group that creates it on OPEN-SINK.
     output: Option<String>,
     downstream: Option<LinkSender<M>>,
     batch_size: usize,
     control: Arc<Mutex<ControlWriter>>,
-    /// The supervisor's messages; moved to the control thread at START.
+    /// The supervisor's messages; moved to the control thread at READY.
     control_reader: Option<ControlReader>,
     rejects: Option<Arc<Mutex<FrameReader>>>,
     counters: Arc<Counters>,
