@@ -856,18 +856,19 @@ fn an_output_that_cannot_be_created_fails_before_any_input_is_read() {
 
 #[test]
 fn a_fifo_output_waits_for_its_reader_with_every_worker_alive() {
+    let _heavy = heavy();
     let dir = tempfile::tempdir().unwrap();
     let fifo = dir.path().join("out.fifo");
     assert!(Command::new("mkfifo").arg(&fifo).status().unwrap().success());
     let text = std::fs::read_to_string(mp_config("baseline"))
         .unwrap()
-        .replace("  batch_size: 1024\n", "  batch_size: 1024\n  heartbeat_interval: 100ms\n  heartbeat_timeout: 1s\n")
+        .replace("  batch_size: 1024\n", "  batch_size: 1024\n  heartbeat_interval: 100ms\n  heartbeat_timeout: 2s\n")
         .replace("../../../tests/fixtures", &repo().join("tests/fixtures").display().to_string());
     let config = write_config(dir.path(), "baseline.yml", &text);
     let mut run = Run::start(&config, &["-o", fifo.to_str().unwrap()], false);
     run.stderr.wait_for("the sink to be asked for", |t| t.contains("the last group creates the sink"));
-    // Three heartbeat timeouts pass before anyone reads the FIFO.
-    let quiet_until = Instant::now() + Duration::from_secs(3);
+    // Two heartbeat timeouts pass before anyone reads the FIFO.
+    let quiet_until = Instant::now() + Duration::from_secs(4);
     while Instant::now() < quiet_until {
         assert!(run.child.try_wait().unwrap().is_none(), "{}", run.stderr.text());
         std::thread::sleep(Duration::from_millis(100));
