@@ -64,7 +64,7 @@ pub fn execute<M: Message>(
         CURRENT_WORK.set(Some(Work::Sink));
         sink.write_batch(&mut buffers[stages]).map_err(RunError::Sink)?;
         CURRENT_WORK.set(Some(Work::Source));
-        if more && source.idle() {
+        if more && sink.holds_unflushed() && source.idle() {
             CURRENT_WORK.set(Some(Work::Sink));
             sink.flush().map_err(RunError::Sink)?;
         }

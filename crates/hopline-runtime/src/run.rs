@@ -94,7 +94,7 @@ pub fn load_config(path: &Path) -> Result<PipelineConfig, RunError> {
 }
 
 /// Resolves a path written in a config: `-` stays, absolute stays, relative joins `base`.
-fn resolve(base: &Path, written: &str) -> String {
+pub(crate) fn resolve(base: &Path, written: &str) -> String {
     if written == "-" || Path::new(written).is_absolute() {
         written.to_string()
     } else {

@@ -141,6 +141,22 @@ impl TransportKey {
         Ok(nonce)
     }
 
+    /// A key from 64 hex digits (either case), as key files and variables hold it.
+    pub fn from_hex(text: &str) -> Option<TransportKey> {
+        decode_hex_key(text.as_bytes()).map(TransportKey::from_bytes)
+    }
+
+    /// The key as 64 lowercase hex digits, in a buffer that is zeroized on drop: for handing
+    /// it to another process of the run (a worker's bootstrap), never for display.
+    pub fn to_hex(&self) -> Zeroizing<String> {
+        let mut out = Zeroizing::new(String::with_capacity(2 * KEY_BYTES));
+        for byte in &self.bytes {
+            out.push(char::from(b"0123456789abcdef"[usize::from(byte >> 4)]));
+            out.push(char::from(b"0123456789abcdef"[usize::from(byte & 15)]));
+        }
+        out
+    }
+
     /// The key for frames sent from process group `sender` to process group `receiver`.
     ///
     /// `HMAC-SHA256(run key, "hopline transport link v1" || sender || receiver)`, both as big-endian u16.
@@ -361,5 +377,16 @@ mod tests {
         assert_ne!(a.expose_bytes(), key.expose_bytes());
         assert_eq!(a.expose_bytes(), key.for_run(&[1; RUN_NONCE_BYTES]).expose_bytes());
         assert_ne!(TransportKey::run_nonce().unwrap(), TransportKey::run_nonce().unwrap());
+    }
+
+    #[test]
+    fn hex_round_trips_and_refuses_anything_else() {
+        let key = TransportKey::from_bytes([0xa7; KEY_BYTES]);
+        let hex = key.to_hex();
+        assert_eq!(hex.as_str(), "a7".repeat(KEY_BYTES));
+        assert_eq!(TransportKey::from_hex(&hex).unwrap().expose_bytes(), key.expose_bytes());
+        assert_eq!(TransportKey::from_hex(&"A7".repeat(KEY_BYTES)).unwrap().expose_bytes(), key.expose_bytes());
+        assert!(TransportKey::from_hex(&"a7".repeat(KEY_BYTES - 1)).is_none());
+        assert!(TransportKey::from_hex(&"zz".repeat(KEY_BYTES)).is_none());
     }
 }

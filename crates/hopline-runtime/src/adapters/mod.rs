@@ -35,6 +35,12 @@ pub trait Sink<M: Message> {
 
     /// Flushes everything written so far.
     fn flush(&mut self) -> Result<(), SinkError>;
+
+    /// Whether records written are still held in a buffer: only then is a flush worth asking
+    /// the source whether input has gone quiet (which may cost it system calls).
+    fn holds_unflushed(&self) -> bool {
+        true
+    }
 }
 
 /// A source that cannot go on.

@@ -219,6 +219,10 @@ impl<M: LineMessage, W: Write> Sink<M> for NdjsonSink<W> {
         Ok(())
     }
 
+    fn holds_unflushed(&self) -> bool {
+        !self.buffer.is_empty()
+    }
+
     fn flush(&mut self) -> Result<(), SinkError> {
         self.write_out()?;
         self.writer.flush().map_err(|e| self.io_error(e))

@@ -54,7 +54,7 @@ struct Wire {
 impl Bootstrap {
     /// Writes the bootstrap to `out` (the worker's stdin).
     pub fn write_to(&self, out: &mut impl Write) -> io::Result<()> {
-        let key_hex = Zeroizing::new(self.key.expose_bytes().iter().map(|b| format!("{b:02x}")).collect::<String>());
+        let key_hex = self.key.to_hex();
         let wire = Wire {
             config_origin: self.config_origin.clone(),
             config_text: self.config_text.clone(),
@@ -103,7 +103,8 @@ impl Bootstrap {
         input.read_exact(&mut body)?;
         let invalid = |what: &str| io::Error::new(io::ErrorKind::InvalidData, format!("bootstrap: {what}"));
         let mut wire: Wire = serde_json::from_slice(&body).map_err(|e| invalid(&e.to_string()))?;
-        let key = decode_key(&wire.key_hex).ok_or_else(|| invalid("the transport key is not 64 hex digits"))?;
+        let key =
+            TransportKey::from_hex(&wire.key_hex).ok_or_else(|| invalid("the transport key is not 64 hex digits"))?;
         zeroize::Zeroize::zeroize(&mut wire.key_hex);
         let correlation_id = CorrelationId::parse(&wire.correlation_id)
             .ok_or_else(|| invalid("the correlation id is not 32 hex digits"))?;
@@ -119,19 +120,6 @@ impl Bootstrap {
             correlation_id,
         })
     }
-}
-
-fn decode_key(hex: &str) -> Option<TransportKey> {
-    let hex = hex.as_bytes();
-    if hex.len() != 64 {
-        return None;
-    }
-    let mut bytes = Zeroizing::new([0u8; 32]);
-    for (i, pair) in hex.chunks_exact(2).enumerate() {
-        let digit = |c: u8| (c as char).to_digit(16);
-        bytes[i] = (digit(pair[0])? * 16 + digit(pair[1])?) as u8;
-    }
-    Some(TransportKey::from_bytes(*bytes))
 }
 
 #[cfg(test)]

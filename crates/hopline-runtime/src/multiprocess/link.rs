@@ -205,6 +205,11 @@ impl<M: WireMessage> Sink<M> for LinkSender<M> {
     fn flush(&mut self) -> Result<(), SinkError> {
         self.write_out()
     }
+
+    fn holds_unflushed(&self) -> bool {
+        // Every batch is written out whole before write_batch returns.
+        false
+    }
 }
 
 /// A connection whose first frame verified under the link key: the upstream link, handed

@@ -60,7 +60,7 @@ use super::bootstrap::Bootstrap;
 use super::control::{ControlError, ControlReader, ControlWriter, GroupStatus, SUPERVISOR, ToSupervisor, ToWorker};
 use super::failure::{Failure, FailureKind};
 use crate::report::{GroupReport, RunReport, thousands};
-use crate::run::{Progress, RunError};
+use crate::run::{Progress, RunError, resolve};
 
 /// How the supervisor starts a worker: a program and the arguments that select its worker
 /// role. By default the running binary with `worker`.
@@ -653,11 +653,6 @@ impl WorkerState {
             nodes: Vec::new(),
         }
     }
-}
-
-fn resolve(base: &Path, written: &str) -> PathBuf {
-    let path = Path::new(written);
-    if path.is_absolute() { path.to_path_buf() } else { base.join(path) }
 }
 
 /// The supervisor's stdin, forwarded to the source group's worker after its bootstrap.

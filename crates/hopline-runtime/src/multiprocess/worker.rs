@@ -514,6 +514,9 @@ impl<M: Message> Sink<M> for NoSink {
         batch.clear();
         Ok(())
     }
+    fn holds_unflushed(&self) -> bool {
+        false
+    }
     fn flush(&mut self) -> Result<(), SinkError> {
         Ok(())
     }
