@@ -70,7 +70,6 @@ pub fn check(config: &PipelineConfig) -> Result<String, RunError> {
 }
 
 fn chain<M: LineMessage>(registry: &Registry<M>, config: &PipelineConfig) -> Result<String, RunError> {
-    hopline_runtime::run::check_supported(config)?;
     let pipeline = registry.build(config, &[M::LINE], &[M::RECORD])?;
     let names: Vec<&str> = pipeline.stages.iter().map(|s| s.info.name.as_str()).collect();
     Ok(format!("source → {} → sink", names.join(" → ")))

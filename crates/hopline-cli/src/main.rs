@@ -15,6 +15,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use hopline_model::CorrelationId;
+use hopline_model::config::TracingFlags;
 use hopline_runtime::adapters::SinkError;
 use hopline_runtime::{Progress, RunError, RunOptions, load_config};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -62,6 +63,16 @@ enum Command {
         /// their pids and ports, READY, stop, exits.
         #[arg(long, short)]
         verbose: bool,
+        /// Trace, sending spans over OTLP/HTTP to URL (`http://collector:4318`; a URL without
+        /// a path gets `/v1/traces`). Wins over OTEL_EXPORTER_OTLP_*ENDPOINT and the config.
+        #[arg(long, value_name = "URL")]
+        trace_otlp: Option<String>,
+        /// Trace, also writing spans to PATH as OTLP JSON lines (one `TracesData` a line).
+        #[arg(long, value_name = "PATH")]
+        trace_file: Option<String>,
+        /// Trace, and write the run's merged forensic trace (every process's spans) to PATH.
+        #[arg(long, value_name = "PATH")]
+        forensic: Option<String>,
     },
     /// Run one process group of a multiprocess run. Started by `hopline run`, which writes
     /// the bootstrap to this process's stdin; not for direct use.
@@ -126,8 +137,9 @@ fn parse_correlation_id(text: &str) -> Result<CorrelationId, String> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Run { config, input, output, correlation_id, quiet, verbose } => {
-            run(&config, RunOptions { input, output, correlation_id, worker: None, verbose, quiet }, quiet)
+        Command::Run { config, input, output, correlation_id, quiet, verbose, trace_otlp, trace_file, forensic } => {
+            let tracing = TracingFlags { otlp: trace_otlp, file: trace_file, forensic };
+            run(&config, RunOptions { input, output, correlation_id, worker: None, verbose, quiet, tracing }, quiet)
         }
         Command::Worker => std::process::exit(apps::run_worker()),
         Command::Check { config } => check(&config),
@@ -252,8 +264,12 @@ fn progress_bar() -> ProgressBar {
 fn check(config_path: &Path) -> Result<(), Failure> {
     let config = load_config(config_path)?;
     let chain = apps::check(&config)?;
+    let tracing = hopline_runtime::run::resolve_tracing(&config, &TracingFlags::default(), &config.sink.path)?;
     println!("{}: ok ({}/{}, {} nodes)", config_path.display(), config.app, config.scenario, config.nodes.len());
     println!("  {chain}");
+    if tracing.enabled {
+        println!("  tracing: {}", tracing.describe());
+    }
     if let Some(mp) = &config.runtime.multiprocess {
         println!("  multiprocess, {} process groups:", mp.groups.len());
         for group in &mp.groups {

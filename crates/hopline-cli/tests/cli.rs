@@ -364,18 +364,3 @@ fn trace_commands_name_a_missing_or_bad_file() {
     assert_eq!(output.status.code(), Some(1));
     assert!(stderr_of(&output).contains("bad.jsonl:1:"), "{}", stderr_of(&output));
 }
-
-#[test]
-fn a_tracing_section_is_refused_until_spans_are_emitted_rather_than_ignored() {
-    let text = std::fs::read_to_string(config("baseline"))
-        .unwrap()
-        .replace("runtime:\n", "runtime:\n  observability:\n    tracing: { exporters: [stdout] }\n")
-        .replace("../../tests/fixtures", &repo().join("tests/fixtures").display().to_string());
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("traced.yml");
-    std::fs::write(&path, text).unwrap();
-    let output = hopline().arg("run").arg(&path).output().unwrap();
-    assert_eq!(output.status.code(), Some(2));
-    assert!(output.stdout.is_empty());
-    assert!(stderr_of(&output).contains("runtime.observability.tracing: this build validates the tracing settings"));
-}

@@ -15,6 +15,7 @@ pub mod config;
 pub mod envelope;
 pub mod node;
 pub mod registry;
+pub mod trace;
 pub mod wire;
 
 pub use config::{

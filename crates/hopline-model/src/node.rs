@@ -7,6 +7,7 @@
 
 use crate::config::Params;
 use crate::envelope::{CorrelationId, Envelope, EnvelopeHeader};
+use crate::trace;
 
 /// The payload type of one application: usually an enum with one variant per message kind.
 ///
@@ -82,6 +83,18 @@ impl<'a> Context<'a> {
     pub fn params(&self) -> &Params {
         &self.node.params
     }
+
+    /// Opens a span inside this node's span, ended when the guard is dropped: a step of the
+    /// node worth seeing in a trace (`"lookup customer window"`). It is recorded only for a
+    /// sampled event when the run traces at `debug` level; otherwise it costs a branch.
+    #[inline]
+    pub fn detail(&self, name: &'static str) -> crate::trace::Detail {
+        if crate::trace::sampled(self.header).is_some() {
+            crate::trace::Detail::open(name)
+        } else {
+            crate::trace::Detail::NONE
+        }
+    }
 }
 
 /// Where a node puts what it emits. Every emitted message inherits the input's header.
@@ -142,8 +155,14 @@ pub trait Node<M: Message>: Send {
         let first = output.len();
         for Envelope { header, payload } in input.drain(..) {
             let ctx = Context::new(&header, info);
+            let before = output.len();
             let mut emit = Emit::new(output, header);
-            self.process(&ctx, payload, &mut emit).map_err(|e| (header.seq, e))?;
+            let traced = trace::sampled(&header).and_then(|parent| trace::node_started(parent, info.index, &header));
+            let result = self.process(&ctx, payload, &mut emit);
+            if let Some(span) = traced {
+                trace::node_finished(span, outcome(&result, output.len() - before));
+            }
+            result.map_err(|e| (header.seq, e))?;
         }
         lookahead(&output[first..]);
         Ok(())
@@ -205,7 +224,17 @@ impl<M: Message, T: Transform<M>> Node<M> for T {
         for chunk in input.chunks_mut(LOOKAHEAD_CHUNK) {
             for envelope in chunk.iter_mut() {
                 let ctx = Context::new(&envelope.header, info);
-                self.transform(&ctx, &mut envelope.payload).map_err(|e| (envelope.header.seq, e))?;
+                match trace::sampled(&envelope.header) {
+                    None => self.transform(&ctx, &mut envelope.payload).map_err(|e| (envelope.header.seq, e))?,
+                    Some(parent) => {
+                        let traced = trace::node_started(parent, info.index, &envelope.header);
+                        let result = self.transform(&ctx, &mut envelope.payload);
+                        if let Some(span) = traced {
+                            trace::node_finished(span, outcome(&result, 1));
+                        }
+                        result.map_err(|e| (envelope.header.seq, e))?;
+                    }
+                }
             }
             lookahead(chunk);
         }
@@ -219,6 +248,14 @@ impl<M: Message, T: Transform<M>> Node<M> for T {
 
     fn report(&self) -> NodeReport {
         Transform::report(self)
+    }
+}
+
+/// A node span's outcome: what the node emitted, or why it failed.
+fn outcome(result: &Result<(), NodeError>, emitted: usize) -> trace::Outcome {
+    match result {
+        Ok(()) => trace::Outcome::Emitted(emitted.min(u32::MAX as usize) as u32),
+        Err(error) => trace::Outcome::Failed(error.to_string()),
     }
 }
 

@@ -15,6 +15,7 @@ pub mod memory;
 pub mod multiprocess;
 pub mod report;
 pub mod run;
+pub mod tracing;
 
 pub use report::RunReport;
 pub use run::{Progress, RunError, RunOptions, load_config, run_pipeline};

@@ -12,6 +12,7 @@ use hopline_model::{CorrelationId, Envelope, LineMessage, Message, Pipeline};
 
 use crate::adapters::{NdjsonSink, NdjsonSource, Sink, Source};
 use crate::run::{Progress, RunError};
+use crate::tracing::Tracer;
 
 /// What the executor is doing on this thread. Read after a panic, to say where it happened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,12 +44,16 @@ pub struct Counts {
 
 /// Runs `pipeline` from `source` to `sink` until the source is exhausted, then lets each node
 /// finish in order. `progress` is called after every batch.
+///
+/// With a `tracer`, events are sampled as the source yields them and each batch's spans are
+/// shipped once it has left (the caller finishes the tracer, also after an error).
 pub fn execute<M: Message>(
     pipeline: &mut Pipeline<M>,
     source: &mut dyn Source<M>,
     sink: &mut dyn Sink<M>,
     batch_size: usize,
     progress: &mut dyn FnMut(Progress),
+    mut tracer: Option<&mut Tracer>,
 ) -> Result<Counts, RunError> {
     let stages = pipeline.stages.len();
     // buffers[i] feeds node i; buffers[stages] feeds the sink.
@@ -59,10 +64,16 @@ pub fn execute<M: Message>(
         CURRENT_WORK.set(Some(Work::Source));
         more = source.next_batch(&mut buffers[0], batch_size).map_err(RunError::Source)?;
         counts.records_in += buffers[0].len() as u64;
+        if let Some(tracer) = tracer.as_deref_mut() {
+            tracer.open_roots(&mut buffers[0]);
+        }
         push_through(pipeline, &mut buffers, 0)?;
         counts.records_out += buffers[stages].len() as u64;
         CURRENT_WORK.set(Some(Work::Sink));
         sink.write_batch(&mut buffers[stages]).map_err(RunError::Sink)?;
+        if let Some(tracer) = tracer.as_deref_mut() {
+            tracer.end_batch();
+        }
         CURRENT_WORK.set(Some(Work::Source));
         if more && sink.holds_unflushed() && source.idle() {
             CURRENT_WORK.set(Some(Work::Sink));
@@ -86,6 +97,9 @@ pub fn execute<M: Message>(
         counts.records_out += buffers[stages].len() as u64;
         CURRENT_WORK.set(Some(Work::Sink));
         sink.write_batch(&mut buffers[stages]).map_err(RunError::Sink)?;
+        if let Some(tracer) = tracer.as_deref_mut() {
+            tracer.end_batch();
+        }
     }
     CURRENT_WORK.set(Some(Work::Sink));
     sink.flush().map_err(RunError::Sink)?;
@@ -104,7 +118,7 @@ pub fn run_bytes<M: LineMessage>(
     let mut output = Vec::with_capacity(input.len() / 2);
     let counts = {
         let mut sink = NdjsonSink::from_writer(&mut output, "output");
-        execute(pipeline, &mut source, &mut sink, batch_size, &mut |_| {})?
+        execute(pipeline, &mut source, &mut sink, batch_size, &mut |_| {}, None)?
     };
     Ok((output, counts))
 }

@@ -6,6 +6,7 @@ use std::time::Duration;
 use hopline_model::NodeReport;
 
 use crate::multiprocess::GroupStatus;
+use crate::tracing::{DestinationStats, TracingReport};
 
 /// Everything a finished run reports.
 #[derive(Debug, Clone)]
@@ -22,6 +23,8 @@ pub struct RunReport {
     pub groups: Vec<GroupReport>,
     /// The signal that stopped the run early (it drained: the output holds every record read).
     pub stopped_by: Option<&'static str>,
+    /// What tracing did, when the run traced.
+    pub tracing: Option<TracingReport>,
 }
 
 /// One process group's part of a multiprocess run.
@@ -103,7 +106,67 @@ impl fmt::Display for RunReport {
         if !self.groups.is_empty() {
             self.fmt_groups(f)?;
         }
+        if let Some(tracing) = &self.tracing {
+            fmt_tracing(f, tracing)?;
+        }
         Ok(())
+    }
+}
+
+/// `tracing: N spans`, then each destination's counts over every process, then the forensic
+/// trace. Dropped and failed spans are always shown, zero included: their absence is news.
+fn fmt_tracing(f: &mut fmt::Formatter<'_>, tracing: &TracingReport) -> fmt::Result {
+    let spans: u64 = tracing.processes.iter().map(|(_, s)| s.spans).sum();
+    write!(f, "  tracing: {} spans", thousands(spans))?;
+    if tracing.processes.len() > 1 {
+        let each: Vec<String> =
+            tracing.processes.iter().map(|(name, s)| format!("{name} {}", thousands(s.spans))).collect();
+        write!(f, " ({})", each.join(", "))?;
+    }
+    writeln!(f)?;
+    let mut destinations: Vec<DestinationStats> = Vec::new();
+    for (_, stats) in &tracing.processes {
+        for d in &stats.destinations {
+            match destinations.iter_mut().find(|t| t.name == d.name) {
+                Some(total) => {
+                    total.exported += d.exported;
+                    total.dropped += d.dropped;
+                    total.failed += d.failed;
+                    if d.last_error.is_some() {
+                        total.last_error.clone_from(&d.last_error);
+                    }
+                }
+                None => destinations.push(d.clone()),
+            }
+        }
+    }
+    for d in &destinations {
+        write!(
+            f,
+            "    {}: {} exported, {} dropped, {} failed",
+            d.name,
+            thousands(d.exported),
+            thousands(d.dropped),
+            thousands(d.failed)
+        )?;
+        match &d.last_error {
+            Some(error) => writeln!(f, " (last error: {error})")?,
+            None => writeln!(f)?,
+        }
+    }
+    match &tracing.forensic {
+        Some(Ok(forensic)) => {
+            write!(f, "    forensic trace {}: {} spans", forensic.path, thousands(forensic.spans as u64))?;
+            if forensic.duplicates_dropped > 0 {
+                write!(f, ", {} repeats dropped", thousands(forensic.duplicates_dropped as u64))?;
+            }
+            match forensic.unresolved_parents {
+                0 => writeln!(f, ", every parent resolved"),
+                n => writeln!(f, ", {} spans whose parent is missing (dropped or lost)", thousands(n as u64)),
+            }
+        }
+        Some(Err(error)) => writeln!(f, "    forensic trace not written: {error}"),
+        None => Ok(()),
     }
 }
 
@@ -184,6 +247,7 @@ mod tests {
                 group("egress", 3, vec![("bad_signature", 1)]),
             ],
             stopped_by: Some("SIGTERM"),
+            tracing: None,
         };
         let text = report.to_string();
         assert!(text.contains("  stopped early by SIGTERM: drained"), "{text}");
@@ -225,6 +289,7 @@ mod tests {
             ],
             groups: vec![],
             stopped_by: None,
+            tracing: None,
         };
         let text = report.to_string();
         assert!(
@@ -238,5 +303,47 @@ mod tests {
         assert!(text.contains("    blank line: 1 (line 3)\n"), "{text}");
         assert!(text.contains("  format: 600 accepted, 400 declined\n"), "{text}");
         assert_eq!(report.count("format", "declined"), Some(400));
+    }
+
+    #[test]
+    fn tracing_adds_up_each_destination_over_the_processes_and_shows_losses() {
+        use crate::tracing::{ForensicReport, TraceStats};
+        let otlp = |exported, dropped, failed, error: Option<&str>| DestinationStats {
+            name: "otlp".into(),
+            exported,
+            dropped,
+            failed,
+            last_error: error.map(str::to_string),
+        };
+        let tracing = TracingReport {
+            processes: vec![
+                ("supervisor".into(), TraceStats { spans: 1, destinations: vec![otlp(1, 0, 0, None)] }),
+                (
+                    "ingest".into(),
+                    TraceStats { spans: 5000, destinations: vec![otlp(3000, 1500, 500, Some("HTTP 500"))] },
+                ),
+            ],
+            forensic: Some(Ok(ForensicReport {
+                path: "run.trace.jsonl".into(),
+                spans: 5001,
+                duplicates_dropped: 0,
+                unresolved_parents: 2,
+            })),
+        };
+        let text = format!("{}", FmtTracing(&tracing));
+        assert_eq!(
+            text,
+            "  tracing: 5,001 spans (supervisor 1, ingest 5,000)\n    otlp: 3,001 exported, 1,500 dropped, 500 \
+             failed (last error: HTTP 500)\n    forensic trace run.trace.jsonl: 5,001 spans, 2 spans whose parent is \
+             missing (dropped or lost)\n"
+        );
+    }
+
+    struct FmtTracing<'a>(&'a TracingReport);
+
+    impl fmt::Display for FmtTracing<'_> {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            fmt_tracing(f, self.0)
+        }
     }
 }

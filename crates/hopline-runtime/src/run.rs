@@ -7,13 +7,14 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use hopline_model::config::{AdapterKind, Profile};
+use hopline_model::config::{AdapterKind, EffectiveTracing, Profile, TracingEnvError, TracingFlags};
 use hopline_model::{ConfigError, CorrelationId, LineMessage, NodeError, PipelineConfig, Registry};
 
 use crate::adapters::{NdjsonSink, NdjsonSource, SinkError, SourceError};
 use crate::memory;
 use crate::multiprocess::{MultiprocessFailure, Supervised, WorkerProgram, supervise};
 use crate::report::RunReport;
+use crate::tracing::{Names, ProcessIdentity, RunTracing, TraceStartError};
 
 /// What the command line may change about a run.
 #[derive(Debug, Clone, Default)]
@@ -31,6 +32,8 @@ pub struct RunOptions {
     pub verbose: bool,
     /// Print nothing to stderr but errors (no stop notices, no status on SIGUSR1).
     pub quiet: bool,
+    /// `--trace-otlp`, `--trace-file`, `--forensic`.
+    pub tracing: TracingFlags,
 }
 
 /// Where a run is, reported after every batch.
@@ -65,25 +68,46 @@ pub enum RunError {
     /// A multiprocess run failed: the root cause, with its place.
     #[error("{}", .0.root)]
     Multiprocess(Box<MultiprocessFailure>),
+    /// An `OTEL_*` variable or a tracing flag cannot be used.
+    #[error(transparent)]
+    TracingSettings(#[from] TracingEnvError),
+    /// Tracing could not start (an endpoint, a file).
+    #[error(transparent)]
+    Tracing(#[from] TraceStartError),
 }
 
-/// Refuses settings the config format accepts but this build cannot honour yet, rather than
-/// ignoring them: `runtime.observability.tracing` is validated (issue 5 is building span
-/// export on it) but no spans are emitted, and a run that silently traced nothing would
-/// mislead.
-pub fn check_supported(config: &PipelineConfig) -> Result<(), RunError> {
-    if config.runtime.observability.tracing.enabled {
-        return Err(ConfigError {
+/// The tracing a run does: the config's `runtime.observability.tracing`, the `OTEL_*`
+/// variables and the flags combined (see [`hopline_model::config::observability`]), checked
+/// against this build and against the run's output: the `stdout` exporter cannot share
+/// standard output with a sink writing records there.
+pub fn resolve_tracing(
+    config: &PipelineConfig,
+    flags: &TracingFlags,
+    output: &str,
+) -> Result<EffectiveTracing, RunError> {
+    let tracing = config.runtime.observability.tracing.resolve(&|name| std::env::var(name).ok(), flags)?;
+    let refuse = |message: &str| -> RunError {
+        ConfigError {
             origin: config.origin.clone(),
             path: "runtime.observability.tracing".into(),
             pos: None,
-            message: "this build validates the tracing settings but does not emit spans yet; remove the section \
-                      or set `enabled: false` to run"
-                .into(),
+            message: message.into(),
         }
-        .into());
+        .into()
+    };
+    if tracing.enabled && !hopline_model::trace::COMPILED_IN {
+        return Err(refuse(
+            "this hopline was built without tracing (the `tracing` feature); rebuild it with the feature, or switch \
+             tracing off",
+        ));
     }
-    Ok(())
+    if tracing.stdout && output == "-" {
+        return Err(refuse(
+            "the `stdout` exporter would mix spans into the records the sink writes to standard output; write the \
+             records to a file (--output) or the spans to a `file` exporter",
+        ));
+    }
+    Ok(tracing)
 }
 
 /// Reads and validates a config file. Errors name the file.
@@ -120,7 +144,6 @@ pub fn run_pipeline<M: LineMessage>(
         }
         .into());
     }
-    check_supported(config)?;
     // NDJSON is the only adapter kind so far; a new kind fails to compile here until handled.
     let (AdapterKind::Ndjson, AdapterKind::Ndjson) = (config.source.kind, config.sink.kind);
     let mut pipeline = registry.build(config, &[M::LINE], &[M::RECORD])?;
@@ -137,6 +160,7 @@ pub fn run_pipeline<M: LineMessage>(
         None => resolve(base_dir, &config.sink.path),
     };
     let correlation_id = options.correlation_id.unwrap_or_else(fresh_correlation_id);
+    let tracing = resolve_tracing(config, &options.tracing, &output)?;
     match config.runtime.profile {
         Profile::Memory => {}
         Profile::Multiprocess => {
@@ -154,6 +178,7 @@ pub fn run_pipeline<M: LineMessage>(
                 input,
                 output,
                 correlation_id,
+                tracing: &tracing,
                 worker,
                 log: if options.verbose { Some(&mut to_stderr) } else { None },
                 notices: if options.quiet { None } else { Some(&mut notices) },
@@ -162,11 +187,30 @@ pub fn run_pipeline<M: LineMessage>(
         }
     }
     let mut source = NdjsonSource::open(&input, correlation_id).map_err(RunError::Source)?;
-    let mut sink = NdjsonSink::create(&output).map_err(RunError::Sink)?;
-
+    let mut traced = match tracing.enabled {
+        true => Some(RunTracing::start(
+            &tracing,
+            base_dir,
+            correlation_id,
+            ProcessIdentity {
+                service_name: tracing.service_name.clone(),
+                instance_id: instance_id(correlation_id, "main"),
+                pid: std::process::id(),
+                group: None,
+            },
+            Names { nodes: node_names(&pipeline), groups: Vec::new() },
+            true,
+        )?),
+        false => None,
+    };
     let started = Instant::now();
-    let counts = memory::execute(&mut pipeline, &mut source, &mut sink, config.runtime.batch_size, progress)?;
+    let result = NdjsonSink::create(&output).map_err(RunError::Sink).and_then(|mut sink| {
+        let tracer = traced.as_mut().map(RunTracing::tracer);
+        memory::execute(&mut pipeline, &mut source, &mut sink, config.runtime.batch_size, progress, tracer)
+    });
     let elapsed = started.elapsed();
+    let tracing = traced.map(|t| t.finish(result.as_ref().err().map(ToString::to_string), Vec::new(), "main"));
+    let counts = result?;
     Ok(RunReport {
         app: config.app.clone(),
         scenario: config.scenario.clone(),
@@ -177,7 +221,26 @@ pub fn run_pipeline<M: LineMessage>(
         nodes: pipeline.stages.iter().map(|s| (s.info.name.clone(), s.node.report())).collect(),
         groups: Vec::new(),
         stopped_by: None,
+        tracing,
     })
+}
+
+/// Node names by their index in the pipeline's node list, as span records refer to them.
+pub(crate) fn node_names<M: hopline_model::Message>(pipeline: &hopline_model::Pipeline<M>) -> Vec<String> {
+    let mut names = Vec::new();
+    for stage in &pipeline.stages {
+        if names.len() <= stage.info.index {
+            names.resize(stage.info.index + 1, String::new());
+        }
+        names[stage.info.index] = stage.info.name.clone();
+    }
+    names
+}
+
+/// `service.instance.id` of one process of a run: the run's correlation id, the role and the
+/// pid, so two runs of one job never share one.
+pub(crate) fn instance_id(correlation_id: CorrelationId, role: &str) -> String {
+    format!("{correlation_id}-{role}-{}", std::process::id())
 }
 
 /// A random correlation id, from the standard library's per-process random hash keys.

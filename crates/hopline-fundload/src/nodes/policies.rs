@@ -277,10 +277,13 @@ impl Transform<LoadMsg> for Policies {
         previous.iter().for_each(|&key| self.packed_customers.prefetch(key));
     }
 
-    fn transform(&mut self, _: &Context<'_>, message: &mut LoadMsg) -> Result<(), NodeError> {
+    fn transform(&mut self, ctx: &Context<'_>, message: &mut LoadMsg) -> Result<(), NodeError> {
         match message {
             LoadMsg::Attempt(attempt) => {
+                // A span of its own in a debug-level trace: the windows lookup and the checks.
+                let span = ctx.detail("check velocity limits");
                 let outcome = self.decide(attempt);
+                drop(span);
                 self.outcomes[outcome as usize] += 1;
                 *message = LoadMsg::Decision(Decision {
                     id: std::mem::take(&mut attempt.id),

@@ -26,7 +26,8 @@
 //!         - stdout
 //!         - file: { path: spans.jsonl }           # OTLP JSON lines: one `TracesData` a line
 //!       batch:                     # the export queue (the SDK's batch span processor), optional
-//!         max_queue_size: 2048     # the default; spans, 1 ..= 1000000; more are dropped
+//!         max_queue_size: 65536    # the default; spans per destination, 1 ..= 1000000. OTLP drops
+//!                                  # what finds it full; files and the forensic trace wait
 //!         max_export_batch_size: 512   # the default; at most max_queue_size
 //!         scheduled_delay: 5s      # the default: the longest a span waits for its batch
 //! ```
@@ -296,13 +297,16 @@ impl<'de> Deserialize<'de> for OtlpProtocol {
     }
 }
 
-/// `batch:`: the export queue, as the OpenTelemetry SDK's batch span processor takes it. Spans
-/// that find the queue full are dropped (and counted by the exporter), so tracing never holds
-/// more than `max_queue_size` spans nor slows the pipeline down.
+/// `batch:`: the export queues, one per destination, with the OpenTelemetry SDK's batch span
+/// processor's settings. Spans that find the OTLP queue full are dropped (and counted), so a
+/// collector never holds more than `max_queue_size` spans in memory nor slows the pipeline
+/// down; files and the forensic trace are written whole (the pipeline waits for the disk).
+/// The default queue is larger than the SDK's 2048: one batch of 1,024 events at full
+/// sampling makes about 7,000 spans at once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BatchConfig {
-    /// Spans waiting for export, at most. Default 2048; 1 ..= 1,000,000.
+    /// Spans waiting for export, at most. Default 65,536; 1 ..= 1,000,000.
     #[serde(default = "BatchConfig::default_max_queue_size", deserialize_with = "max_queue_size")]
     pub max_queue_size: usize,
     /// Spans in one export, at most. Default 512; at most `max_queue_size`.
@@ -318,7 +322,7 @@ impl BatchConfig {
     pub const MAX_QUEUE_SIZE: usize = 1_000_000;
 
     fn default_max_queue_size() -> usize {
-        2048
+        65_536
     }
 
     fn default_max_export_batch_size() -> usize {
@@ -389,6 +393,33 @@ pub struct EffectiveTracing {
     /// The run's merged OTLP JSON lines file.
     pub forensic: Option<TraceFile>,
     pub batch: BatchConfig,
+}
+
+impl EffectiveTracing {
+    /// One line for a person: the service, the sampler and level, and where spans go. Header
+    /// names only, never their values.
+    pub fn describe(&self) -> String {
+        let mut to = Vec::new();
+        if let Some(otlp) = &self.otlp {
+            let names: Vec<&str> = otlp.headers.iter().map(|(name, _)| name.as_str()).collect();
+            let headers = if names.is_empty() { String::new() } else { format!(", headers {}", names.join(", ")) };
+            to.push(format!("OTLP {} ({}{headers})", otlp.endpoint, otlp.protocol.name()));
+        }
+        to.extend(self.files.iter().map(|f| format!("file {}", f.path)));
+        if self.stdout {
+            to.push("stdout".into());
+        }
+        if let Some(forensic) = &self.forensic {
+            to.push(format!("forensic trace {}", forensic.path));
+        }
+        let ratio = self.sampler.ratio().map(|r| format!(" {}", r.get())).unwrap_or_default();
+        let level = match self.level {
+            SpanLevel::Info => "info",
+            SpanLevel::Debug => "debug",
+        };
+        let to = if to.is_empty() { "nowhere".to_string() } else { to.join(", ") };
+        format!("service {}, sampler {}{ratio}, level {level}; spans to {to}", self.service_name, self.sampler.name())
+    }
 }
 
 /// The effective OTLP exporter. Its `Debug` shows header names, never their values.
@@ -1518,7 +1549,7 @@ mod tests {
         assert_eq!(t.level, SpanLevel::Info);
         assert_eq!(
             t.batch,
-            BatchConfig { max_queue_size: 2048, max_export_batch_size: 512, scheduled_delay: Duration::from_secs(5) }
+            BatchConfig { max_queue_size: 65_536, max_export_batch_size: 512, scheduled_delay: Duration::from_secs(5) }
         );
         assert!(!tracing("      enabled: false\n      exporters: [stdout]\n").enabled);
     }
@@ -1882,8 +1913,8 @@ mod tests {
         );
         let e = err("      batch:\n        max_queue_size: 100\n", ".batch.max_queue_size", 7);
         assert!(e.message.ends_with("found max_export_batch_size 512 (the default) and max_queue_size 100"), "{e}");
-        let e = err("      batch:\n        max_export_batch_size: 4096\n", ".batch.max_export_batch_size", 7);
-        assert!(e.message.ends_with("found max_export_batch_size 4096 and max_queue_size 2048 (the default)"), "{e}");
+        let e = err("      batch:\n        max_export_batch_size: 70000\n", ".batch.max_export_batch_size", 7);
+        assert!(e.message.ends_with("found max_export_batch_size 70000 and max_queue_size 65536 (the default)"), "{e}");
     }
 
     #[test]

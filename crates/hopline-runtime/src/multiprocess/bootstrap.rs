@@ -9,7 +9,12 @@
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
 
-use hopline_model::CorrelationId;
+use std::time::Duration;
+
+use hopline_model::config::{
+    BatchConfig, EffectiveTracing, OtlpExport, OtlpProtocol, Ratio, RelativeTo, Sampler, SpanLevel, TraceFile,
+};
+use hopline_model::{CorrelationId, TraceContext};
 use hopline_transport::TransportKey;
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
@@ -36,6 +41,108 @@ pub struct Bootstrap {
     /// The sink path, resolved (only the last group writes it).
     pub output: String,
     pub correlation_id: CorrelationId,
+    /// The run's tracing, as the supervisor resolved it (config, environment and flags), with
+    /// the run span events link to. `None` when the run does not trace.
+    pub tracing: Option<WorkerTracing>,
+}
+
+/// What a worker traces, exactly as the supervisor resolved it: workers never read the
+/// `OTEL_*` variables or the flags themselves. File paths are absolute.
+#[derive(Debug, Clone)]
+pub struct WorkerTracing {
+    pub settings: EffectiveTracing,
+    pub run_span: Option<TraceContext>,
+}
+
+/// [`WorkerTracing`] on the wire (header values included: the bootstrap pipe is private).
+#[derive(Serialize, Deserialize)]
+struct TracingWire {
+    service_name: String,
+    sampler: String,
+    ratio: Option<f64>,
+    debug: bool,
+    otlp: Option<OtlpWire>,
+    stdout: bool,
+    files: Vec<String>,
+    forensic: bool,
+    max_queue_size: usize,
+    max_export_batch_size: usize,
+    scheduled_delay_ms: u64,
+    run_span: Option<String>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct OtlpWire {
+    endpoint: String,
+    json: bool,
+    headers: Vec<(String, String)>,
+    timeout_ms: u64,
+}
+
+impl TracingWire {
+    fn from(tracing: &WorkerTracing) -> TracingWire {
+        let t = &tracing.settings;
+        TracingWire {
+            service_name: t.service_name.clone(),
+            sampler: t.sampler.name().into(),
+            ratio: t.sampler.ratio().map(Ratio::get),
+            debug: t.level == SpanLevel::Debug,
+            otlp: t.otlp.as_ref().map(|o| OtlpWire {
+                endpoint: o.endpoint.clone(),
+                json: o.protocol == OtlpProtocol::HttpJson,
+                headers: o.headers.clone(),
+                timeout_ms: o.timeout.as_millis() as u64,
+            }),
+            stdout: t.stdout,
+            files: t.files.iter().map(|f| f.path.clone()).collect(),
+            forensic: t.forensic.is_some(),
+            max_queue_size: t.batch.max_queue_size,
+            max_export_batch_size: t.batch.max_export_batch_size,
+            scheduled_delay_ms: t.batch.scheduled_delay.as_millis() as u64,
+            run_span: tracing.run_span.map(|c| c.to_string()),
+        }
+    }
+
+    fn into_tracing(self) -> Result<WorkerTracing, String> {
+        let ratio = || self.ratio.and_then(Ratio::new).ok_or("the sampler's ratio is missing or out of range");
+        let sampler = match self.sampler.as_str() {
+            "always_on" => Sampler::AlwaysOn,
+            "always_off" => Sampler::AlwaysOff,
+            "parentbased_always_on" => Sampler::ParentBasedAlwaysOn,
+            "traceidratio" => Sampler::TraceIdRatio(ratio()?),
+            "parentbased_traceidratio" => Sampler::ParentBasedTraceIdRatio(ratio()?),
+            other => return Err(format!("unknown sampler {other:?}")),
+        };
+        let run_span = match &self.run_span {
+            Some(text) => Some(TraceContext::parse_traceparent(text).ok_or("the run span is not a traceparent")?),
+            None => None,
+        };
+        let file = |path: String| TraceFile { path, relative_to: RelativeTo::WorkingDirectory };
+        Ok(WorkerTracing {
+            settings: EffectiveTracing {
+                enabled: true,
+                service_name: self.service_name,
+                sampler,
+                level: if self.debug { SpanLevel::Debug } else { SpanLevel::Info },
+                otlp: self.otlp.map(|o| OtlpExport {
+                    endpoint: o.endpoint,
+                    protocol: if o.json { OtlpProtocol::HttpJson } else { OtlpProtocol::HttpProtobuf },
+                    headers: o.headers,
+                    timeout: Duration::from_millis(o.timeout_ms),
+                }),
+                stdout: self.stdout,
+                files: self.files.into_iter().map(file).collect(),
+                // The supervisor writes the forensic file; a worker only sends it spans.
+                forensic: self.forensic.then(|| file(String::new())),
+                batch: BatchConfig {
+                    max_queue_size: self.max_queue_size,
+                    max_export_batch_size: self.max_export_batch_size,
+                    scheduled_delay: Duration::from_millis(self.scheduled_delay_ms),
+                },
+            },
+            run_span,
+        })
+    }
 }
 
 #[derive(Serialize, Deserialize)]
@@ -49,6 +156,7 @@ struct Wire {
     input: String,
     output: String,
     correlation_id: String,
+    tracing: Option<TracingWire>,
 }
 
 impl Bootstrap {
@@ -65,6 +173,7 @@ impl Bootstrap {
             input: self.input.clone(),
             output: self.output.clone(),
             correlation_id: format!("{:032x}", self.correlation_id.0),
+            tracing: self.tracing.as_ref().map(TracingWire::from),
         };
         let body = Zeroizing::new(serde_json::to_vec(&wire).map_err(io::Error::other)?);
         let Wire { key_hex: mut copied, .. } = wire;
@@ -108,6 +217,10 @@ impl Bootstrap {
         zeroize::Zeroize::zeroize(&mut wire.key_hex);
         let correlation_id = CorrelationId::parse(&wire.correlation_id)
             .ok_or_else(|| invalid("the correlation id is not 32 hex digits"))?;
+        let tracing = match wire.tracing {
+            Some(tracing) => Some(tracing.into_tracing().map_err(|e| invalid(&format!("tracing: {e}")))?),
+            None => None,
+        };
         Ok(Bootstrap {
             config_origin: wire.config_origin,
             config_text: wire.config_text,
@@ -118,6 +231,7 @@ impl Bootstrap {
             input: wire.input,
             output: wire.output,
             correlation_id,
+            tracing,
         })
     }
 }
@@ -137,7 +251,40 @@ mod tests {
             input: "in.txt".into(),
             output: "-".into(),
             correlation_id: CorrelationId(0xabc),
+            tracing: None,
         }
+    }
+
+    #[test]
+    fn tracing_settings_cross_whole_and_their_header_values_stay_out_of_debug() {
+        let settings = EffectiveTracing {
+            enabled: true,
+            service_name: "fund-load".into(),
+            sampler: Sampler::ParentBasedTraceIdRatio(Ratio::new(0.25).unwrap()),
+            level: SpanLevel::Debug,
+            otlp: Some(OtlpExport {
+                endpoint: "http://127.0.0.1:4318/v1/traces".into(),
+                protocol: OtlpProtocol::HttpJson,
+                headers: vec![("authorization".into(), "Bearer s3cret-token".into())],
+                timeout: Duration::from_millis(1500),
+            }),
+            stdout: false,
+            files: vec![TraceFile { path: "/tmp/spans.jsonl".into(), relative_to: RelativeTo::WorkingDirectory }],
+            forensic: Some(TraceFile { path: String::new(), relative_to: RelativeTo::WorkingDirectory }),
+            batch: BatchConfig {
+                max_queue_size: 100,
+                max_export_batch_size: 10,
+                scheduled_delay: Duration::from_millis(250),
+            },
+        };
+        let run_span = TraceContext::parse_traceparent("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01");
+        let boot = Bootstrap { tracing: Some(WorkerTracing { settings: settings.clone(), run_span }), ..sample() };
+        assert!(!format!("{boot:?}").contains("s3cret"), "{boot:?}");
+        let mut bytes = Vec::new();
+        boot.write_to(&mut bytes).unwrap();
+        let read = Bootstrap::read_from(&mut bytes.as_slice()).unwrap().tracing.unwrap();
+        assert_eq!(read.settings, settings);
+        assert_eq!(read.run_span, run_span);
     }
 
     #[test]

@@ -15,6 +15,8 @@ use hopline_model::NodeReport;
 use hopline_transport::{FrameKind, FrameReader, Limits, TransportKey, encode_control_frame};
 use serde::{Deserialize, Serialize};
 
+use crate::tracing::TraceStats;
+
 use super::failure::Failure;
 
 /// The supervisor's id on control links (process groups are numbered from 0).
@@ -38,6 +40,8 @@ pub(crate) enum ToSupervisor {
     Done { status: GroupStatus, nodes: Vec<(String, NodeReport)> },
     /// The worker cannot go on. It exits after sending this.
     Failed { failure: Failure, status: GroupStatus, nodes: Vec<(String, NodeReport)> },
+    /// Spans for the forensic trace: one OTLP JSON line (a `TracesData` object).
+    Spans { line: String },
 }
 
 /// From the supervisor to a worker.
@@ -70,6 +74,9 @@ pub struct GroupStatus {
     pub refused_connections: u64,
     /// Source bytes read and the source's size, when this group reads the source.
     pub source_bytes: Option<(u64, Option<u64>)>,
+    /// What tracing did in this worker (final statuses only: the tracer has finished).
+    #[serde(default)]
+    pub tracing: Option<TraceStats>,
 }
 
 pub(crate) fn now_ms() -> u64 {

@@ -37,7 +37,8 @@ use std::sync::mpsc::{Receiver, SyncSender};
 use std::sync::{Arc, Mutex};
 
 use bytes::BytesMut;
-use hopline_model::{Envelope, WireMessage};
+use hopline_model::trace::{self, Level, Outcome, SpanKind, SpanRecord};
+use hopline_model::{CorrelationId, Envelope, EnvelopeHeader, TraceContext, WireMessage};
 use hopline_transport::frame::envelope_len;
 use hopline_transport::{
     ConnectionPolicy, ConnectionVerdict, Frame, FrameEncoder, FrameKind, FrameReader, TransportKey,
@@ -76,7 +77,52 @@ pub struct LinkSender<M> {
     buf: BytesMut,
     scratch: Vec<u8>,
     counters: Arc<LinkCounters>,
+    /// Producer spans of the batch being sent, noted once it is written.
+    sends: Vec<HopSpan>,
     _message: std::marker::PhantomData<fn(M)>,
+}
+
+/// A hop span waiting for its end time: the event's context before the hop, the hop span's
+/// id, and what the record says about the event.
+struct HopSpan {
+    parent: TraceContext,
+    span_id: [u8; 8],
+    seq: u64,
+    correlation_id: CorrelationId,
+    route_hop: u16,
+}
+
+impl HopSpan {
+    fn record(self, kind: SpanKind, start_ns: u64, end_ns: u64) {
+        trace::record(SpanRecord {
+            trace_id: self.parent.trace_id,
+            span_id: self.span_id,
+            parent_span_id: self.parent.span_id,
+            kind,
+            start_ns,
+            end_ns,
+            seq: self.seq,
+            correlation_id: self.correlation_id,
+            route_hop: self.route_hop,
+            outcome: Outcome::None,
+        });
+    }
+}
+
+/// If the event is sampled and this thread traces: a new hop span as the event's context, the
+/// previous context kept for the span's record.
+#[inline]
+fn hop_span(header: &mut EnvelopeHeader, traced: bool) -> Option<HopSpan> {
+    let parent = trace::sampled(header).filter(|_| traced)?;
+    let span_id = trace::new_span_id();
+    header.trace = Some(TraceContext { span_id, ..parent });
+    Some(HopSpan {
+        parent,
+        span_id,
+        seq: header.seq,
+        correlation_id: header.correlation_id,
+        route_hop: header.route.route_hop,
+    })
 }
 
 impl<M: WireMessage> LinkSender<M> {
@@ -105,6 +151,7 @@ impl<M: WireMessage> LinkSender<M> {
             buf: BytesMut::with_capacity(WRITE_BUFFER_BYTES),
             scratch: Vec::new(),
             counters,
+            sends: Vec::new(),
             _message: std::marker::PhantomData,
         }
     }
@@ -123,7 +170,7 @@ impl<M: WireMessage> LinkSender<M> {
     }
 
     /// Encodes `batch[..]` from `start` into one frame; returns where the next frame starts.
-    fn encode_frame(&mut self, batch: &[Envelope<M>], start: usize) -> Result<usize, SinkError> {
+    fn encode_frame(&mut self, batch: &[Envelope<M>], start: usize, traced: bool) -> Result<usize, SinkError> {
         self.sequence += 1;
         let (from, to, sequence) = (self.from, self.to, self.sequence);
         let mut encoder = FrameEncoder::begin(&mut self.buf, FrameKind::Data, from, sequence, now_ms())
@@ -149,9 +196,12 @@ impl<M: WireMessage> LinkSender<M> {
                 }
                 break;
             }
+            // The next group's spans of this event are children of this hop's producer span.
+            let send = hop_span(&mut header, traced);
             encoder
                 .push(&header, &self.scratch)
                 .map_err(|e| SinkError::Link { to: self.to_name.clone(), source: io::Error::other(e) })?;
+            self.sends.extend(send);
             next += 1;
         }
         let bytes = encoder
@@ -190,16 +240,24 @@ impl<M: WireMessage> LinkSender<M> {
 
 impl<M: WireMessage> Sink<M> for LinkSender<M> {
     fn write_batch(&mut self, batch: &mut Vec<Envelope<M>>) -> Result<(), SinkError> {
+        let traced = trace::level() != Level::Off;
+        let start_ns = if traced { trace::now_ns() } else { 0 };
         let mut start = 0;
         while start < batch.len() {
-            start = self.encode_frame(batch, start)?;
+            start = self.encode_frame(batch, start, traced)?;
             if self.buf.len() >= WRITE_BUFFER_BYTES {
                 self.write_out()?;
             }
         }
         batch.clear();
         // A batch is sent when it is complete: the next group never waits for a fuller buffer.
-        self.write_out()
+        self.write_out()?;
+        if !self.sends.is_empty() {
+            let end_ns = trace::now_ns();
+            let to = self.to;
+            self.sends.drain(..).for_each(|send| send.record(SpanKind::Send { to }, start_ns, end_ns));
+        }
+        Ok(())
     }
 
     fn flush(&mut self) -> Result<(), SinkError> {
@@ -239,6 +297,8 @@ pub struct UpstreamSource<M> {
     /// The sequence of the last frame read: the sender numbers frames 1, 2, 3, ... and TCP
     /// keeps their order, so anything else means frames were lost or put there by someone else.
     last_sequence: u64,
+    /// Consumer spans of the frame being decoded.
+    receives: Vec<HopSpan>,
     _message: std::marker::PhantomData<fn() -> M>,
 }
 
@@ -280,11 +340,21 @@ impl<M: WireMessage> UpstreamSource<M> {
             self.counters.bytes_received.fetch_add(len as u64, Ordering::Relaxed);
             match frame.kind {
                 FrameKind::Data => {
+                    let traced = trace::level() != Level::Off;
+                    let start_ns = if traced { trace::now_ns() } else { 0 };
                     out.reserve(frame.envelopes.len());
                     for wire in &frame.envelopes {
                         let payload = M::decode(&wire.payload)
                             .map_err(|e| self.broken(format!("event {}: {e}", wire.header.seq)))?;
-                        out.push(Envelope::new(wire.header, payload));
+                        let mut header = wire.header;
+                        // This group's spans of the event are children of its consumer span.
+                        self.receives.extend(hop_span(&mut header, traced));
+                        out.push(Envelope::new(header, payload));
+                    }
+                    if !self.receives.is_empty() {
+                        let end_ns = trace::now_ns();
+                        let from = self.upstream_id;
+                        self.receives.drain(..).for_each(|r| r.record(SpanKind::Receive { from }, start_ns, end_ns));
                     }
                     return Ok(true);
                 }
@@ -434,6 +504,7 @@ pub fn spawn_listener<M: WireMessage>(
         chunk: vec![0u8; READ_CHUNK_BYTES],
         ended: false,
         last_sequence: 0,
+        receives: Vec::new(),
         _message: std::marker::PhantomData,
     })
 }

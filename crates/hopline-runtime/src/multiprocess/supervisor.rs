@@ -51,16 +51,17 @@ use std::sync::mpsc::{self, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use hopline_model::config::{KeySource, MultiprocessConfig};
+use hopline_model::config::{EffectiveTracing, KeySource, MultiprocessConfig, RelativeTo, TraceFile};
 use hopline_model::{CorrelationId, NodeReport, PipelineConfig};
 use hopline_transport::TransportKey;
 use signal_hook::consts::{SIGINT, SIGTERM, SIGUSR1};
 
-use super::bootstrap::Bootstrap;
+use super::bootstrap::{Bootstrap, WorkerTracing};
 use super::control::{ControlError, ControlReader, ControlWriter, GroupStatus, SUPERVISOR, ToSupervisor, ToWorker};
 use super::failure::{Failure, FailureKind};
 use crate::report::{GroupReport, RunReport, thousands};
-use crate::run::{Progress, RunError, resolve};
+use crate::run::{self, Progress, RunError, resolve};
+use crate::tracing::{Names, ProcessIdentity, RunTracing};
 
 /// How the supervisor starts a worker: a program and the arguments that select its worker
 /// role. By default the running binary with `worker`.
@@ -87,6 +88,8 @@ pub struct Supervised<'a> {
     pub input: String,
     pub output: String,
     pub correlation_id: CorrelationId,
+    /// The run's tracing, resolved (config, environment, flags).
+    pub tracing: &'a EffectiveTracing,
     pub worker: WorkerProgram,
     /// Lifecycle lines (`--verbose`), each prefixed with the time since start.
     pub log: Option<&'a mut dyn FnMut(&str)>,
@@ -210,6 +213,7 @@ pub fn supervise(run: Supervised<'_>, progress: &mut dyn FnMut(Progress)) -> Res
         ingress_started: false,
         interrupted_by: None,
         stdin_forward: None,
+        tracing: None,
         tx,
         log: run.log,
         notices: run.notices,
@@ -229,6 +233,32 @@ pub fn supervise(run: Supervised<'_>, progress: &mut dyn FnMut(Progress)) -> Res
     sup.log(&format!("control listener bound on {control_addr}"));
     spawn_signal_thread(sup.tx.clone());
     spawn_accept_thread(listener, sup.key.clone(), mp, sup.tx.clone());
+    if run.tracing.enabled {
+        let process = ProcessIdentity {
+            service_name: run.tracing.service_name.clone(),
+            instance_id: run::instance_id(run.correlation_id, "supervisor"),
+            pid: std::process::id(),
+            group: None,
+        };
+        let names = Names {
+            nodes: run.config.nodes.iter().map(|n| n.name.clone()).collect(),
+            groups: mp.groups.iter().map(|g| g.name.clone()).collect(),
+        };
+        let tracing = RunTracing::start(run.tracing, run.config_dir, run.correlation_id, process, names, false)?;
+        sup.log(&format!("tracing: {}", run.tracing.describe()));
+        sup.tracing = Some(tracing);
+    }
+    // Workers get the settings as resolved here, file paths as this process opens them.
+    let worker_tracing = sup.tracing.as_ref().map(|t| {
+        let mut settings = run.tracing.clone();
+        for file in &mut settings.files {
+            *file = TraceFile {
+                path: file.path_from(run.config_dir).display().to_string(),
+                relative_to: RelativeTo::WorkingDirectory,
+            };
+        }
+        WorkerTracing { settings, run_span: t.run_span() }
+    });
 
     for group in &mp.groups {
         let boot = Bootstrap {
@@ -241,6 +271,7 @@ pub fn supervise(run: Supervised<'_>, progress: &mut dyn FnMut(Progress)) -> Res
             input: run.input.clone(),
             output: run.output.clone(),
             correlation_id: run.correlation_id,
+            tracing: worker_tracing.clone(),
         };
         let forward = (group.source && run.input == "-").then(|| sup.tx.clone());
         match spawn_worker(&run.worker, &boot, mp, forward) {
@@ -284,7 +315,13 @@ pub fn supervise(run: Supervised<'_>, progress: &mut dyn FnMut(Progress)) -> Res
 
     // "Stopped early, drained" only if the drain did finish.
     let stopped_by = sup.stopped_by.filter(|_| sup.failures.is_empty());
-    let report = build_report(run.config, &sup.workers, started.elapsed(), stopped_by);
+    let mut report = build_report(run.config, &sup.workers, started.elapsed(), stopped_by);
+    if let Some(tracing) = sup.tracing.take() {
+        let failure = Failure::root_index(&sup.failures).map(|i| sup.failures[i].to_string());
+        let workers =
+            sup.workers.iter().filter_map(|w| w.status.tracing.clone().map(|stats| (w.name.clone(), stats))).collect();
+        report.tracing = Some(tracing.finish(failure, workers, "supervisor"));
+    }
     match Failure::root_index(&sup.failures) {
         None => Ok(report),
         Some(root) => {
@@ -323,6 +360,8 @@ struct Supervisor<'a> {
     ingress_started: bool,
     interrupted_by: Option<&'static str>,
     stdin_forward: Option<Arc<StdinForward>>,
+    /// The run span, the supervisor's tracer and the forensic trace, when the run traces.
+    tracing: Option<RunTracing>,
     tx: Sender<Event>,
     log: Option<&'a mut dyn FnMut(&str)>,
     notices: Option<&'a mut dyn FnMut(&str)>,
@@ -422,6 +461,11 @@ impl Supervisor<'_> {
                 worker.nodes = nodes;
                 worker.done = true;
                 self.log(&format!("worker `{name}` (pid {pid}) done"));
+            }
+            ToSupervisor::Spans { line } => {
+                if let Some(Err(e)) = self.tracing.as_ref().map(|t| t.add_forensic(&line)) {
+                    self.log(&format!("cannot add `{name}`'s spans to the forensic trace: {e}"));
+                }
             }
             ToSupervisor::Failed { mut failure, status, nodes } => {
                 worker.status = status;
@@ -893,6 +937,7 @@ fn build_report(
             .map(|w| GroupReport { name: w.name.clone(), pid: w.pid, status: w.status.clone() })
             .collect(),
         stopped_by,
+        tracing: None,
     }
 }
 

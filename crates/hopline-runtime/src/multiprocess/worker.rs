@@ -15,23 +15,26 @@
 
 use std::net::{TcpListener, TcpStream};
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hopline_model::config::MultiprocessConfig;
 use hopline_model::{
-    Envelope, LineMessage, Message, NodeError, NodeReport, Pipeline, PipelineConfig, Registry, WireMessage,
+    CorrelationId, Envelope, LineMessage, Message, NodeError, NodeReport, Pipeline, PipelineConfig, Registry,
+    WireMessage,
 };
 use hopline_transport::{FrameReader, Limits};
 
-use super::bootstrap::Bootstrap;
+use super::bootstrap::{Bootstrap, WorkerTracing};
 use super::control::{ControlReader, ControlWriter, GroupStatus, SUPERVISOR, ToSupervisor, ToWorker};
 use super::failure::{Failure, FailureKind, chain};
 use super::link::{LinkCounters, LinkSender, spawn_listener};
 use crate::adapters::{NdjsonSink, NdjsonSource, Sink, SinkError, Source, SourceError};
 use crate::memory::{self, Work};
-use crate::run::{Progress, RunError};
+use crate::run::{self, Progress, RunError};
+use crate::tracing::{ForensicSend, Names, ProcessIdentity, TraceStartError, TraceStats, Tracer, TracerSetup};
 
 /// Exit code of a worker that failed after reaching its supervisor (the failure was sent).
 pub const EXIT_FAILED: i32 = 1;
@@ -113,6 +116,11 @@ struct Worker<M: Message> {
     counters: Arc<Counters>,
     heartbeat_interval: Duration,
     stop: Arc<AtomicBool>,
+    /// What this worker traces (the supervisor resolved it), and the names its spans use.
+    tracing: Option<(WorkerTracing, Names)>,
+    correlation_id: CorrelationId,
+    /// Whether the last status was sent with the trace stats of a finished tracer.
+    trace_stats: Option<TraceStats>,
 }
 
 impl<M: LineMessage + WireMessage> Worker<M> {
@@ -131,6 +139,7 @@ impl<M: LineMessage + WireMessage> Worker<M> {
         let mut pipeline = registry.build(&config, &[M::LINE], &[M::RECORD]).map_err(|e| e.to_string())?;
         let stages: Vec<_> = pipeline.stages.drain(group.nodes.clone()).collect();
         let pipeline = Pipeline { stages };
+        let node_names = run::node_names(&pipeline);
         let counters = Arc::new(Counters::default());
         let skew_ms = mp.transport.max_clock_skew.as_millis() as u64;
 
@@ -243,6 +252,12 @@ impl<M: LineMessage + WireMessage> Worker<M> {
             counters,
             heartbeat_interval: mp.heartbeat_interval,
             stop: Arc::new(AtomicBool::new(false)),
+            tracing: boot
+                .tracing
+                .clone()
+                .map(|t| (t, Names { nodes: node_names, groups: mp.groups.iter().map(|g| g.name.clone()).collect() })),
+            correlation_id: boot.correlation_id,
+            trace_stats: None,
         })
     }
 
@@ -280,7 +295,17 @@ impl<M: LineMessage + WireMessage> Worker<M> {
             return EXIT_ORPHANED;
         }
 
-        let result = self.execute();
+        let mut tracer = match self.start_tracer() {
+            Ok(tracer) => tracer,
+            Err(e) => {
+                finished.store(true, Ordering::SeqCst);
+                self.send_failure(Failure::new(FailureKind::LifecycleStart, &self.group, Some(self.pid), chain(&e)));
+                return EXIT_FAILED;
+            }
+        };
+        let result = self.execute(tracer.as_mut());
+        // Every span reaches its destinations (the forensic ones the supervisor, before DONE).
+        self.trace_stats = tracer.map(Tracer::finish);
         let status = self.status();
         let nodes: Vec<(String, NodeReport)> =
             self.pipeline.stages.iter().map(|s| (s.info.name.clone(), s.node.report())).collect();
@@ -299,7 +324,36 @@ impl<M: LineMessage + WireMessage> Worker<M> {
         }
     }
 
-    fn execute(&mut self) -> Result<(), RunError> {
+    /// This worker's tracer, on the executor's thread: its forensic spans go to the supervisor
+    /// over the control connection.
+    fn start_tracer(&self) -> Result<Option<Tracer>, TraceStartError> {
+        let Some((tracing, names)) = &self.tracing else { return Ok(None) };
+        let settings = &tracing.settings;
+        let forensic: Option<ForensicSend> = settings.forensic.as_ref().map(|_| {
+            let control = Arc::clone(&self.control);
+            Box::new(move |line: String| {
+                control.lock().expect("control lock").send(&ToSupervisor::Spans { line }).is_ok()
+            }) as ForensicSend
+        });
+        let tracer = Tracer::start(TracerSetup {
+            tracing: settings,
+            config_dir: Path::new(""),
+            process: ProcessIdentity {
+                service_name: format!("{}-{}", settings.service_name, self.group),
+                instance_id: run::instance_id(self.correlation_id, &self.group),
+                pid: self.pid,
+                group: Some(self.group.clone()),
+            },
+            names: names.clone(),
+            opens_roots: self.holds_source,
+            run_span: tracing.run_span,
+            forensic,
+            append_files: true,
+        })?;
+        Ok(Some(tracer))
+    }
+
+    fn execute(&mut self, tracer: Option<&mut Tracer>) -> Result<(), RunError> {
         let counters = Arc::clone(&self.counters);
         let mut on_progress = |p: Progress| {
             counters.records_out.store(p.records_out, Ordering::Relaxed);
@@ -316,7 +370,7 @@ impl<M: LineMessage + WireMessage> Worker<M> {
         let batch_size = self.batch_size;
         IN_EXECUTOR.set(true);
         let result = catch_unwind(AssertUnwindSafe(|| {
-            memory::execute(pipeline, &mut source, sink, batch_size, &mut on_progress)
+            memory::execute(pipeline, &mut source, sink, batch_size, &mut on_progress, tracer)
         }));
         IN_EXECUTOR.set(false);
         let result = result.unwrap_or_else(|payload| {
@@ -392,7 +446,9 @@ impl<M: LineMessage + WireMessage> Worker<M> {
     }
 
     fn status(&self) -> GroupStatus {
-        status_of(&self.counters, self.rejects.as_ref(), self.holds_source)
+        let mut status = status_of(&self.counters, self.rejects.as_ref(), self.holds_source);
+        status.tracing = self.trace_stats.clone();
+        status
     }
 
     fn send_failure(&self, failure: Failure) {
@@ -475,6 +531,7 @@ fn status_of(counters: &Counters, rejects: Option<&Arc<Mutex<FrameReader>>>, hol
         refused_connections: link.refused_connections.load(Ordering::Relaxed),
         source_bytes: holds_source
             .then(|| (counters.bytes_read.load(Ordering::Relaxed), (total != u64::MAX).then_some(total))),
+        tracing: None,
     }
 }
 
