@@ -226,7 +226,18 @@ impl Detail {
 }
 
 impl Drop for Detail {
+    #[inline]
     fn drop(&mut self) {
+        if self.open.is_some() {
+            self.close();
+        }
+    }
+}
+
+impl Detail {
+    #[cold]
+    #[inline(never)]
+    fn close(&mut self) {
         if let Some((node, seq, correlation_id, name, start_ns)) = self.open.take() {
             record(SpanRecord {
                 trace_id: node.trace_id,

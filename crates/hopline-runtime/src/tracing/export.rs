@@ -10,8 +10,8 @@ use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::fs::File;
 use std::io::Write;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
 use std::sync::{Arc, Condvar, Mutex};
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant, SystemTime};
@@ -80,6 +80,9 @@ struct Counters {
     /// Spans offered and not yet exported, failed or dropped.
     queued: AtomicU64,
     last_error: Mutex<Option<String>>,
+    /// Set when the run is over and waiting for this destination: from then on, one failed
+    /// export gives up on everything still queued.
+    closing: AtomicBool,
     /// Signalled when the thread has taken spans off the queue (a lossless destination's
     /// offer waits on it).
     taken: Condvar,
@@ -108,6 +111,10 @@ pub(super) struct Destination {
     /// for the disk (or the supervisor) instead of dropping. OTLP drops what does not fit, so
     /// a collector can never slow the run down.
     lossless: bool,
+    /// The destination's thread, woken when there is work for it.
+    thread: Option<std::thread::Thread>,
+    /// Queued spans from which an offer wakes the thread (an export's worth).
+    wake_at: u64,
     /// Closed by the thread when it returns.
     done: Receiver<()>,
     /// How long [`Destination::finish`] waits for the thread; `None` for as long as it takes.
@@ -132,6 +139,7 @@ impl Destination {
                 if queued == 0 || queued + n <= self.max_queue {
                     break;
                 }
+                self.wake();
                 guard = counters.taken.wait(guard).expect("queue lock");
             }
             n
@@ -142,11 +150,21 @@ impl Destination {
             counters.dropped.fetch_add(n - fits, Ordering::Relaxed);
         }
         if fits > 0 {
-            counters.queued.fetch_add(fits, Ordering::AcqRel);
+            let before = counters.queued.fetch_add(fits, Ordering::AcqRel);
             if queue.send((Arc::clone(batch), 0..fits as usize)).is_err() {
                 counters.queued.fetch_sub(fits, Ordering::AcqRel);
                 counters.dropped.fetch_add(fits, Ordering::Relaxed);
+            } else if before == 0 || before + fits >= self.wake_at {
+                // The first spans after a quiet spell start the scheduled delay's clock; an
+                // export's worth is worth a wake-up now.
+                self.wake();
             }
+        }
+    }
+
+    fn wake(&self) {
+        if let Some(thread) = &self.thread {
+            thread.unpark();
         }
     }
 
@@ -163,7 +181,9 @@ impl Destination {
 
     /// Closes the queue and waits for the thread to export what it holds.
     pub(super) fn finish(mut self) -> DestinationStats {
+        self.counters.closing.store(true, Ordering::Release);
         drop(self.queue.take());
+        self.wake();
         let waited = match self.flush_deadline {
             Some(deadline) => self.done.recv_timeout(deadline).map_err(|_| ()),
             None => self.done.recv().map_err(|_| ()),
@@ -260,10 +280,13 @@ fn spawn(
         run_destination(target, &receiver, &thread_counters, &convert, batch);
         drop(finished);
     });
+    let thread = spawned.ok().map(|handle| handle.thread().clone());
     Destination {
         name,
         // A thread that could not start takes nothing: every offer is dropped and counted.
-        queue: spawned.is_ok().then_some(queue),
+        queue: thread.is_some().then_some(queue),
+        thread,
+        wake_at: batch.max_export_batch_size as u64,
         counters,
         max_queue: batch.max_queue_size as u64,
         lossless,
@@ -273,9 +296,9 @@ fn spawn(
 }
 
 /// The destination thread: export full batches at once, partial ones after the scheduled
-/// delay, everything when the queue closes. After the queue has closed, one failed export
-/// gives up on the rest (counted as dropped): the run is over and waiting on a collector that
-/// fails would only delay its exit.
+/// delay, everything when the queue closes. Once the run is over (the tracer is finishing),
+/// one failed export gives up on the rest (counted as dropped): waiting on a collector that
+/// fails would only delay the exit.
 fn run_destination(
     mut target: Target,
     receiver: &Receiver<Piece>,
@@ -288,19 +311,22 @@ fn run_destination(
     let mut oldest: Option<Instant> = None;
     let mut closed = false;
     loop {
-        if !closed {
-            let received = match oldest {
-                None => receiver.recv().map_err(|_| RecvTimeoutError::Disconnected),
-                Some(since) => receiver.recv_timeout(batch.scheduled_delay.saturating_sub(since.elapsed())),
-            };
-            match received {
+        // Sleep until there is enough for an export (the tracer wakes this thread), the
+        // oldest span is due, or the run ends; a send alone does not wake it, so a pipeline
+        // thread never pays for a wake-up per batch.
+        match oldest {
+            None => std::thread::park(),
+            Some(since) => std::thread::park_timeout(batch.scheduled_delay.saturating_sub(since.elapsed())),
+        }
+        while !closed {
+            match receiver.try_recv() {
                 Ok(piece) => {
                     count += piece.1.len();
                     pending.push_back(piece);
                     oldest.get_or_insert_with(Instant::now);
                 }
-                Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => closed = true,
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) => closed = true,
             }
         }
         let due = oldest.is_some_and(|since| since.elapsed() >= batch.scheduled_delay);
@@ -308,15 +334,14 @@ fn run_destination(
             let records = take(&mut pending, batch.max_export_batch_size);
             count -= records.len();
             let n = records.len() as u64;
-            let spans: Vec<SpanData> = records.iter().map(|r| convert.span(r)).collect();
-            match export(&mut target, spans, convert) {
+            match export(&mut target, &records, convert) {
                 Ok(()) => {
                     counters.exported.fetch_add(n, Ordering::Relaxed);
                 }
                 Err(error) => {
                     counters.failed.fetch_add(n, Ordering::Relaxed);
                     *counters.last_error.lock().expect("error lock") = Some(error);
-                    if closed {
+                    if closed || counters.closing.load(Ordering::Acquire) {
                         counters.dequeued(n);
                         let left = counters.queued.swap(0, Ordering::AcqRel);
                         counters.dropped.fetch_add(left, Ordering::Relaxed);
@@ -356,17 +381,23 @@ fn take(pending: &mut VecDeque<Piece>, max: usize) -> Vec<SpanRecord> {
     out
 }
 
-fn export(target: &mut Target, spans: Vec<SpanData>, convert: &Converter) -> Result<(), String> {
+fn export(target: &mut Target, records: &[SpanRecord], convert: &Converter) -> Result<(), String> {
     match target {
-        Target::Otlp(exporter) => block_on(exporter.export(spans)).map_err(|e| e.to_string()),
+        Target::Otlp(exporter) => {
+            let spans = records.iter().map(|r| convert.span(r)).collect();
+            block_on(exporter.export(spans)).map_err(|e| e.to_string())
+        }
         Target::Lines(writer) => {
-            let mut line = convert.json_line(spans)?;
+            let mut line = convert.json_line(records);
             line.push('\n');
             writer.write_all(line.as_bytes()).and_then(|()| writer.flush()).map_err(|e| e.to_string())
         }
         Target::Forensic(send) => {
-            let line = convert.json_line(spans)?;
-            if send(line) { Ok(()) } else { Err("the supervisor is gone".into()) }
+            if send(convert.json_line(records)) {
+                Ok(())
+            } else {
+                Err("the supervisor is gone".into())
+            }
         }
     }
 }
@@ -427,6 +458,8 @@ pub(super) struct Converter {
     run_span: Option<TraceContext>,
     scope: InstrumentationScope,
     pub(super) resource: Resource,
+    /// A JSON line's opening, up to the first span: the resource and the scope.
+    json_prefix: String,
 }
 
 impl Converter {
@@ -440,73 +473,116 @@ impl Converter {
         if let Some(group) = &process.group {
             attributes.push(KeyValue::new(attr::PROCESS_GROUP, group.clone()));
         }
+        let mut json_prefix = String::from("{\"resourceSpans\":[{\"resource\":{\"attributes\":[");
+        for (i, kv) in attributes.iter().enumerate() {
+            json_prefix.push_str(if i == 0 { "{\"key\":" } else { ",{\"key\":" });
+            push_json_string(&mut json_prefix, kv.key.as_str());
+            json_prefix.push_str(",\"value\":{");
+            match &kv.value {
+                opentelemetry::Value::I64(n) => json_prefix.push_str(&format!("\"intValue\":\"{n}\"")),
+                other => {
+                    json_prefix.push_str("\"stringValue\":");
+                    push_json_string(&mut json_prefix, &other.as_str());
+                }
+            }
+            json_prefix.push_str("}}");
+        }
+        json_prefix.push_str("]},\"scopeSpans\":[{\"scope\":{\"name\":\"hopline-runtime\",\"version\":");
+        push_json_string(&mut json_prefix, env!("CARGO_PKG_VERSION"));
+        json_prefix.push_str("},\"spans\":[");
         Converter {
+            json_prefix,
             names: setup.names.clone(),
             group: process.group.clone(),
             run_span: setup.run_span,
             scope: InstrumentationScope::builder("hopline-runtime").with_version(env!("CARGO_PKG_VERSION")).build(),
-            resource: Resource::builder_empty().with_attributes(attributes).build(),
+            resource: Resource::builder_empty().with_attributes(attributes.clone()).build(),
         }
     }
 
-    fn group_name(&self, index: u16) -> String {
-        self.names.groups.get(usize::from(index)).cloned().unwrap_or_else(|| format!("group {index}"))
-    }
-
-    pub(super) fn span(&self, record: &SpanRecord) -> SpanData {
-        let mut attributes = Vec::with_capacity(8);
+    /// A record's name, kind and attributes, in the order both encodings write them.
+    fn describe<'a>(
+        &'a self,
+        record: &SpanRecord,
+        attribute: &mut dyn FnMut(&'static str, Value<'a>),
+    ) -> (Cow<'a, str>, SpanKind) {
         if record.kind != Kind::Run {
-            attributes.push(KeyValue::new(attr::SEQ, record.seq as i64));
+            attribute(attr::SEQ, Value::Int(record.seq as i64));
         }
-        attributes.push(KeyValue::new(attr::CORRELATION_ID, record.correlation_id.to_string()));
-        let mut links = SpanLinks::default();
-        let (name, kind): (Cow<'static, str>, SpanKind) = match record.kind {
-            Kind::Run => ("run".into(), SpanKind::Internal),
-            Kind::Source => {
-                if let Some(run) = self.run_span {
-                    links.links.push(Link::with_context(span_context(&run.trace_id, &run.span_id)));
-                }
-                ("source".into(), SpanKind::Internal)
+        attribute(attr::CORRELATION_ID, Value::Hex128(record.correlation_id.0));
+        let group = |index: u16| -> Cow<'a, str> {
+            match self.names.groups.get(usize::from(index)) {
+                Some(name) => Cow::Borrowed(name.as_str()),
+                None => Cow::Owned(format!("group {index}")),
             }
+        };
+        match record.kind {
+            Kind::Run => ("run".into(), SpanKind::Internal),
+            Kind::Source => ("source".into(), SpanKind::Internal),
             Kind::Node { index } => {
-                let name = self.names.nodes.get(usize::from(index)).cloned().unwrap_or_else(|| format!("node {index}"));
-                attributes.push(KeyValue::new(attr::NODE, name.clone()));
+                let name: Cow<'a, str> = match self.names.nodes.get(usize::from(index)) {
+                    Some(name) => Cow::Borrowed(name.as_str()),
+                    None => Cow::Owned(format!("node {index}")),
+                };
+                attribute(attr::NODE, Value::Str(name.clone()));
                 let outcome = match &record.outcome {
                     Outcome::Emitted(0) => "dropped",
                     Outcome::Failed(_) => "error",
                     Outcome::Emitted(_) | Outcome::None => "emitted",
                 };
-                attributes.push(KeyValue::new(attr::OUTCOME, outcome));
+                attribute(attr::OUTCOME, Value::Str(outcome.into()));
                 match record.outcome {
-                    Outcome::Emitted(n) if n > 1 => attributes.push(KeyValue::new("hopline.emitted", i64::from(n))),
+                    Outcome::Emitted(n) if n > 1 => attribute("hopline.emitted", Value::Int(i64::from(n))),
                     _ => {}
                 }
-                (name.into(), SpanKind::Internal)
+                (name, SpanKind::Internal)
             }
             Kind::Send { to } => {
-                let to = self.group_name(to);
-                attributes.push(KeyValue::new(attr::ROUTE_HOP, i64::from(record.route_hop)));
-                attributes.push(KeyValue::new(attr::MESSAGING_SYSTEM, "hopline"));
-                attributes.push(KeyValue::new(attr::MESSAGING_OPERATION_TYPE, "send"));
-                attributes.push(KeyValue::new(attr::MESSAGING_DESTINATION_NAME, to.clone()));
+                let to = group(to);
+                attribute(attr::ROUTE_HOP, Value::Int(i64::from(record.route_hop)));
+                attribute(attr::MESSAGING_SYSTEM, Value::Str("hopline".into()));
+                attribute(attr::MESSAGING_OPERATION_TYPE, Value::Str("send".into()));
+                attribute(attr::MESSAGING_DESTINATION_NAME, Value::Str(to.clone()));
                 (format!("send {to}").into(), SpanKind::Producer)
             }
             Kind::Receive { from } => {
-                let from = self.group_name(from);
-                attributes.push(KeyValue::new(attr::ROUTE_HOP, i64::from(record.route_hop)));
-                attributes.push(KeyValue::new(attr::HANDOFF_FROM, from.clone()));
-                attributes.push(KeyValue::new(attr::MESSAGING_SYSTEM, "hopline"));
-                attributes.push(KeyValue::new(attr::MESSAGING_OPERATION_TYPE, "receive"));
+                let from = group(from);
+                attribute(attr::ROUTE_HOP, Value::Int(i64::from(record.route_hop)));
+                attribute(attr::HANDOFF_FROM, Value::Str(from.clone()));
+                attribute(attr::MESSAGING_SYSTEM, Value::Str("hopline".into()));
+                attribute(attr::MESSAGING_OPERATION_TYPE, Value::Str("receive".into()));
                 if let Some(group) = &self.group {
-                    attributes.push(KeyValue::new(attr::MESSAGING_DESTINATION_NAME, group.clone()));
+                    attribute(attr::MESSAGING_DESTINATION_NAME, Value::Str(group.as_str().into()));
                 }
                 (format!("receive {from}").into(), SpanKind::Consumer)
             }
             Kind::Detail { name } => {
-                attributes.push(KeyValue::new(attr::LEVEL, attr::LEVEL_DEBUG));
+                attribute(attr::LEVEL, Value::Str(attr::LEVEL_DEBUG.into()));
                 (name.into(), SpanKind::Internal)
             }
-        };
+        }
+    }
+
+    /// The run span a root span links to.
+    fn link(&self, record: &SpanRecord) -> Option<TraceContext> {
+        if record.kind == Kind::Source { self.run_span } else { None }
+    }
+
+    /// A record as the OpenTelemetry SDK's span (for the OTLP exporter).
+    pub(super) fn span(&self, record: &SpanRecord) -> SpanData {
+        let mut attributes = Vec::with_capacity(8);
+        let (name, kind) = self.describe(record, &mut |key, value| {
+            attributes.push(match value {
+                Value::Int(n) => KeyValue::new(key, n),
+                Value::Str(text) => KeyValue::new(key, text.into_owned()),
+                Value::Hex128(n) => KeyValue::new(key, format!("{n:032x}")),
+            })
+        });
+        let name = Cow::Owned(name.into_owned());
+        let mut links = SpanLinks::default();
+        if let Some(run) = self.link(record) {
+            links.links.push(Link::with_context(span_context(&run.trace_id, &run.span_id)));
+        }
         let status = match &record.outcome {
             Outcome::Failed(message) => Status::error(message.clone()),
             Outcome::None | Outcome::Emitted(_) => Status::Unset,
@@ -514,7 +590,7 @@ impl Converter {
         SpanData {
             span_context: span_context(&record.trace_id, &record.span_id),
             parent_span_id: SpanId::from_bytes(record.parent_span_id),
-            parent_span_is_remote: matches!(record.kind, Kind::Receive { .. }),
+            parent_span_is_remote: is_remote(record),
             span_kind: kind,
             name,
             start_time: time(record.start_ns),
@@ -528,16 +604,148 @@ impl Converter {
         }
     }
 
-    /// One OTLP JSON line (a `TracesData` object) holding `spans`.
-    fn json_line(&self, spans: Vec<SpanData>) -> Result<String, String> {
+    /// One OTLP JSON line (a `TracesData` object) holding `records`, written straight from
+    /// the records: the OTLP/JSON mapping (hex ids, 64-bit integers as strings, enums as
+    /// numbers) that the SDK's conversion and `opentelemetry-proto`'s serde would give, at a
+    /// fraction of their cost (the forensic trace and span files take every span).
+    pub(super) fn json_line(&self, records: &[SpanRecord]) -> String {
+        let mut out = String::with_capacity(self.json_prefix.len() + records.len() * 640);
+        out.push_str(&self.json_prefix);
+        for (i, record) in records.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            self.write_span_json(record, &mut out);
+        }
+        out.push_str("]}]}]}");
+        out
+    }
+
+    fn write_span_json(&self, record: &SpanRecord, out: &mut String) {
+        use std::fmt::Write as _;
+        out.push_str("{\"traceId\":\"");
+        push_hex(out, &record.trace_id);
+        out.push_str("\",\"spanId\":\"");
+        push_hex(out, &record.span_id);
+        out.push_str("\",\"parentSpanId\":\"");
+        if record.parent_span_id != [0; 8] {
+            push_hex(out, &record.parent_span_id);
+        }
+        let flags = span_flags(is_remote(record));
+        let mut attributes = String::with_capacity(400);
+        let (name, kind) = self.describe(record, &mut |key, value| {
+            attributes.push_str(if attributes.is_empty() { "{\"key\":\"" } else { ",{\"key\":\"" });
+            attributes.push_str(key);
+            attributes.push_str("\",\"value\":{");
+            match value {
+                Value::Int(n) => {
+                    let _ = write!(attributes, "\"intValue\":\"{n}\"");
+                }
+                Value::Str(text) => {
+                    attributes.push_str("\"stringValue\":");
+                    push_json_string(&mut attributes, &text);
+                }
+                Value::Hex128(n) => {
+                    let _ = write!(attributes, "\"stringValue\":\"{n:032x}\"");
+                }
+            }
+            attributes.push_str("}}");
+        });
+        let _ = write!(out, "\",\"flags\":{flags},\"name\":");
+        push_json_string(out, &name);
+        let kind = match kind {
+            SpanKind::Internal => 1,
+            SpanKind::Server => 2,
+            SpanKind::Client => 3,
+            SpanKind::Producer => 4,
+            SpanKind::Consumer => 5,
+        };
+        let _ = write!(
+            out,
+            ",\"kind\":{kind},\"startTimeUnixNano\":\"{}\",\"endTimeUnixNano\":\"{}\",\"attributes\":[",
+            record.start_ns,
+            record.end_ns.max(record.start_ns)
+        );
+        out.push_str(&attributes);
+        out.push_str("],\"links\":[");
+        if let Some(run) = self.link(record) {
+            out.push_str("{\"traceId\":\"");
+            push_hex(out, &run.trace_id);
+            out.push_str("\",\"spanId\":\"");
+            push_hex(out, &run.span_id);
+            let _ = write!(out, "\",\"flags\":{}}}", span_flags(false));
+        }
+        out.push_str("],\"status\":{");
+        match &record.outcome {
+            Outcome::Failed(message) => {
+                out.push_str("\"code\":2,\"message\":");
+                push_json_string(out, message);
+            }
+            Outcome::None | Outcome::Emitted(_) => out.push_str("\"code\":0"),
+        }
+        out.push_str("}}");
+    }
+
+    /// One OTLP JSON line the SDK's way: `SpanData`, `opentelemetry-proto`'s conversion and its
+    /// serde mapping. The reference the direct writer is tested against.
+    #[cfg(test)]
+    fn json_line_via_sdk(&self, records: &[SpanRecord]) -> String {
         use opentelemetry_proto::transform::common::tonic::ResourceAttributesWithSchema;
         use opentelemetry_proto::transform::trace::tonic::group_spans_by_resource_and_scope;
         let resource = ResourceAttributesWithSchema::from(&self.resource);
+        let spans = records.iter().map(|r| self.span(r)).collect();
         let data = opentelemetry_proto::tonic::trace::v1::TracesData {
             resource_spans: group_spans_by_resource_and_scope(spans, &resource),
         };
-        serde_json::to_string(&data).map_err(|e| e.to_string())
+        serde_json::to_string(&data).expect("serialisable")
     }
+}
+
+/// An attribute value, borrowed where it can be.
+enum Value<'a> {
+    Int(i64),
+    Str(Cow<'a, str>),
+    /// A 128-bit id written as 32 lowercase hex digits.
+    Hex128(u128),
+}
+
+/// Whether the span's parent lives in another process: a consumer span's producer.
+fn is_remote(record: &SpanRecord) -> bool {
+    matches!(record.kind, Kind::Receive { .. })
+}
+
+/// OTLP span flags: the W3C flags (sampled) and, in bits 8 and 9, that the parent's
+/// remoteness is known and whether it is remote.
+fn span_flags(remote: bool) -> u32 {
+    1 | 0x100 | if remote { 0x200 } else { 0 }
+}
+
+fn push_hex(out: &mut String, bytes: &[u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for &b in bytes {
+        out.push(DIGITS[usize::from(b >> 4)] as char);
+        out.push(DIGITS[usize::from(b & 15)] as char);
+    }
+}
+
+/// `text` as a JSON string, quoted and escaped.
+fn push_json_string(out: &mut String, text: &str) {
+    use std::fmt::Write as _;
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c < ' ' => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
 }
 
 fn span_context(trace_id: &[u8; 16], span_id: &[u8; 8]) -> SpanContext {
@@ -552,4 +760,88 @@ fn span_context(trace_id: &[u8; 16], span_id: &[u8; 8]) -> SpanContext {
 
 fn time(unix_ns: u64) -> SystemTime {
     SystemTime::UNIX_EPOCH + Duration::from_nanos(unix_ns)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hopline_model::CorrelationId;
+    use hopline_model::config::{EffectiveTracing, Sampler, SpanLevel};
+    use opentelemetry_proto::tonic::trace::v1::TracesData;
+
+    fn converter() -> Converter {
+        let tracing = EffectiveTracing {
+            enabled: true,
+            service_name: "t".into(),
+            sampler: Sampler::AlwaysOn,
+            level: SpanLevel::Debug,
+            otlp: None,
+            stdout: false,
+            files: Vec::new(),
+            forensic: None,
+            batch: BatchConfig::default(),
+        };
+        let setup = TracerSetup {
+            tracing: &tracing,
+            config_dir: std::path::Path::new(""),
+            process: ProcessIdentity {
+                service_name: "t-policy".into(),
+                instance_id: "run-policy-1".into(),
+                pid: 42,
+                group: Some("policy".into()),
+            },
+            names: Names {
+                nodes: vec!["parse".into(), "po\"li\ncies".into()],
+                groups: vec!["ingest".into(), "policy".into()],
+            },
+            opens_roots: false,
+            run_span: Some(TraceContext { trace_id: [9; 16], span_id: [8; 8], flags: 1 }),
+            forensic: None,
+            append_files: false,
+        };
+        Converter::new(&setup)
+    }
+
+    fn record(kind: Kind, outcome: Outcome) -> SpanRecord {
+        SpanRecord {
+            trace_id: [0xab; 16],
+            span_id: [0x01, 2, 3, 4, 5, 6, 7, 0xff],
+            parent_span_id: if kind == Kind::Source { [0; 8] } else { [0x10; 8] },
+            kind,
+            start_ns: 1_764_000_000_123_456_789,
+            end_ns: 1_764_000_000_123_999_999,
+            seq: 17,
+            correlation_id: CorrelationId(0x0af7_6519_16cd_43dd_8448_eb21_1c80_319c),
+            route_hop: 2,
+            outcome,
+        }
+    }
+
+    fn sorted(mut data: TracesData) -> TracesData {
+        for resource in &mut data.resource_spans {
+            if let Some(r) = resource.resource.as_mut() {
+                r.attributes.sort_by(|a, b| a.key.cmp(&b.key));
+            }
+        }
+        data
+    }
+
+    #[test]
+    fn the_direct_json_is_what_the_sdk_and_the_official_mapping_would_write() {
+        let convert = converter();
+        let records = vec![
+            record(Kind::Run, Outcome::Failed("node `x` failed on event 3: bad \"amount\"\n\tthen\u{1}".into())),
+            record(Kind::Source, Outcome::None),
+            record(Kind::Node { index: 0 }, Outcome::Emitted(1)),
+            record(Kind::Node { index: 1 }, Outcome::Emitted(3)),
+            record(Kind::Node { index: 1 }, Outcome::Emitted(0)),
+            record(Kind::Node { index: 7 }, Outcome::Failed("broken".into())),
+            record(Kind::Send { to: 1 }, Outcome::None),
+            record(Kind::Receive { from: 0 }, Outcome::None),
+            record(Kind::Detail { name: "check velocity limits" }, Outcome::None),
+        ];
+        let direct: TracesData = serde_json::from_str(&convert.json_line(&records)).expect("valid OTLP JSON");
+        let via_sdk: TracesData = serde_json::from_str(&convert.json_line_via_sdk(&records)).unwrap();
+        assert_eq!(sorted(direct), sorted(via_sdk));
+    }
 }
