@@ -203,7 +203,8 @@ fn multiprocess_trace_reaches_the_collector(protocol: &str, expected: Protocol) 
     // 1,000 events, each with a root, six node spans and two pairs of hop spans; and the run.
     let spans = receiver.wait_for_spans(11_001, PATIENCE).unwrap();
     assert_eq!(spans.len(), 11_001, "every span arrives once");
-    assert!(summary.contains("otlp: 11,001 exported, 0 dropped, 0 failed"), "{summary}");
+    let otlp = format!("otlp {}/v1/traces: 11,001 exported, 0 dropped, 0 failed", receiver.endpoint());
+    assert!(summary.contains(&otlp), "{summary}");
     let traces = by_trace(&spans);
     assert_eq!(traces.len(), 1_001, "one trace per event, and the run's");
     let run_traces: Vec<_> = traces.values().filter(|t| t.iter().any(|s| s.name == "run")).collect();
@@ -255,8 +256,9 @@ fn a_failing_collector_costs_spans_not_the_run(endpoint: &str) {
     assert!(output.status.success(), "a failing collector fails nothing: {}", stderr(&output));
     assert_eq!(output.stdout, expected_output());
     let summary = stderr(&output);
-    let line = summary.lines().find(|l| l.trim_start().starts_with("otlp:")).unwrap_or_else(|| panic!("{summary}"));
-    assert!(line.contains(" 0 exported,"), "{line}");
+    let line = summary.lines().find(|l| l.trim_start().starts_with("otlp http")).unwrap_or_else(|| panic!("{summary}"));
+    let line = line.split_once(": ").unwrap().1;
+    assert!(line.starts_with("0 exported,"), "{line}");
     let lost: u64 = ["dropped", "failed"]
         .iter()
         .map(|what| {
@@ -286,6 +288,12 @@ fn a_collector_answering_500_costs_spans_not_the_run() {
     let receiver = Receiver::start(Behaviour::Fail(500)).unwrap();
     a_failing_collector_costs_spans_not_the_run(&receiver.endpoint());
     assert!(!receiver.requests().is_empty(), "the exporter did try");
+}
+
+#[test]
+fn a_collector_slower_than_its_timeout_costs_spans_not_the_run() {
+    let receiver = Receiver::start(Behaviour::Delay(Duration::from_secs(60))).unwrap();
+    a_failing_collector_costs_spans_not_the_run(&receiver.endpoint());
 }
 
 #[test]
@@ -426,7 +434,7 @@ fn sampling_one_in_ten_keeps_whole_traces_across_processes() {
     let summary = stderr(&output);
     let exported: u64 = summary
         .lines()
-        .find_map(|l| l.trim_start().strip_prefix("otlp: "))
+        .find_map(|l| l.trim_start().strip_prefix("otlp http").and_then(|l| l.split_once(": ")).map(|(_, l)| l))
         .and_then(|l| l.split(' ').next())
         .map(|n| n.replace(',', "").parse().unwrap())
         .unwrap_or_else(|| panic!("{summary}"));

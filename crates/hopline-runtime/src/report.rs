@@ -309,7 +309,7 @@ mod tests {
     fn tracing_adds_up_each_destination_over_the_processes_and_shows_losses() {
         use crate::tracing::{ForensicReport, TraceStats};
         let otlp = |exported, dropped, failed, error: Option<&str>| DestinationStats {
-            name: "otlp".into(),
+            name: "otlp http://c:4318/v1/traces".into(),
             exported,
             dropped,
             failed,
@@ -333,7 +333,7 @@ mod tests {
         let text = format!("{}", FmtTracing(&tracing));
         assert_eq!(
             text,
-            "  tracing: 5,001 spans (supervisor 1, ingest 5,000)\n    otlp: 3,001 exported, 1,500 dropped, 500 \
+            "  tracing: 5,001 spans (supervisor 1, ingest 5,000)\n    otlp http://c:4318/v1/traces: 3,001 exported, 1,500 dropped, 500 \
              failed (last error: HTTP 500)\n    forensic trace run.trace.jsonl: 5,001 spans, 2 spans whose parent is \
              missing (dropped or lost)\n"
         );

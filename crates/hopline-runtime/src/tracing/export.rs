@@ -61,7 +61,7 @@ pub struct TraceStats {
 /// One destination's counts.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DestinationStats {
-    /// `otlp`, `file PATH`, `stdout`, `forensic`.
+    /// `otlp URL`, `file PATH`, `stdout`, `forensic`.
     pub name: String,
     pub exported: u64,
     /// Spans that found the queue full, or were still queued when the run could wait no more.
@@ -229,7 +229,7 @@ pub(super) fn start_destinations(setup: &mut TracerSetup<'_>) -> Result<Vec<Dest
         let mut exporter = otlp_exporter(otlp)?;
         exporter.set_resource(&convert.resource);
         destinations.push(spawn(
-            "otlp".into(),
+            format!("otlp {}", otlp.endpoint),
             Target::Otlp(Box::new(exporter)),
             &convert,
             tracing.batch,
