@@ -183,6 +183,15 @@ fn check_event_trace(spans: &[&ReceivedSpan], service: &str) {
     }
     for node in spans.iter().filter(|s| s.attribute("hopline.node").is_some()) {
         assert_eq!(node.attribute("hopline.outcome"), Some("emitted"));
+        let group = node.resource["hopline.process_group"].as_str();
+        assert_eq!(node.attribute("hopline.process_group"), Some(group));
+        let (route_hop, handoff_from) = match group {
+            "ingest" => ("0", None),
+            "policy" => ("1", Some("ingest")),
+            _ => ("2", Some("policy")),
+        };
+        assert_eq!(node.attribute("hopline.route_hop"), Some(route_hop), "{}", node.name);
+        assert_eq!(node.attribute("hopline.handoff_from"), handoff_from, "{}", node.name);
     }
 }
 

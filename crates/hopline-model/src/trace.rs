@@ -72,6 +72,9 @@ pub struct SpanRecord {
     pub correlation_id: CorrelationId,
     /// Hops the event has crossed, this one included for hop spans.
     pub route_hop: u16,
+    /// The process group that handed the event over, for node spans of an event that crossed
+    /// a hop (receive spans name it in their kind).
+    pub handoff_from: Option<u16>,
     pub outcome: Outcome,
 }
 
@@ -157,6 +160,8 @@ pub struct NodeSpan {
     index: u16,
     seq: u64,
     correlation_id: CorrelationId,
+    route_hop: u16,
+    handoff_from: Option<u16>,
     start_ns: u64,
 }
 
@@ -174,6 +179,8 @@ pub fn node_started(parent: TraceContext, index: usize, header: &EnvelopeHeader)
         index: index.min(usize::from(u16::MAX)) as u16,
         seq: header.seq,
         correlation_id: header.correlation_id,
+        route_hop: header.route.route_hop,
+        handoff_from: header.route.handoff_from,
         start_ns: now_ns(),
     };
     if level == Level::Debug {
@@ -196,7 +203,8 @@ pub fn node_finished(span: NodeSpan, outcome: Outcome) {
         end_ns: now_ns(),
         seq: span.seq,
         correlation_id: span.correlation_id,
-        route_hop: 0,
+        route_hop: span.route_hop,
+        handoff_from: span.handoff_from,
         outcome,
     });
 }
@@ -249,6 +257,7 @@ impl Detail {
                 seq,
                 correlation_id,
                 route_hop: 0,
+                handoff_from: None,
                 outcome: Outcome::None,
             });
         }

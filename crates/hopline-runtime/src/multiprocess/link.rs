@@ -104,6 +104,7 @@ impl HopSpan {
             seq: self.seq,
             correlation_id: self.correlation_id,
             route_hop: self.route_hop,
+            handoff_from: None,
             outcome: Outcome::None,
         });
     }

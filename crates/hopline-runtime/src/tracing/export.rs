@@ -525,6 +525,13 @@ impl Converter {
                     None => Cow::Owned(format!("node {index}")),
                 };
                 attribute(attr::NODE, Value::Str(name.clone()));
+                if let Some(group) = &self.group {
+                    attribute(attr::PROCESS_GROUP, Value::Str(group.as_str().into()));
+                }
+                if let Some(from) = record.handoff_from {
+                    attribute(attr::HANDOFF_FROM, Value::Str(group(from)));
+                }
+                attribute(attr::ROUTE_HOP, Value::Int(i64::from(record.route_hop)));
                 let outcome = match &record.outcome {
                     Outcome::Emitted(0) => "dropped",
                     Outcome::Failed(_) => "error",
@@ -813,6 +820,7 @@ mod tests {
             seq: 17,
             correlation_id: CorrelationId(0x0af7_6519_16cd_43dd_8448_eb21_1c80_319c),
             route_hop: 2,
+            handoff_from: if matches!(kind, Kind::Node { .. }) { Some(0) } else { None },
             outcome,
         }
     }

@@ -158,6 +158,7 @@ impl Tracer {
                     seq: root.seq,
                     correlation_id: root.correlation_id,
                     route_hop: 0,
+                    handoff_from: None,
                     outcome: Outcome::None,
                 });
             }
@@ -240,6 +241,7 @@ impl RunSpan {
             seq: 0,
             correlation_id: self.correlation_id,
             route_hop: 0,
+            handoff_from: None,
             outcome: failed.map_or(Outcome::None, Outcome::Failed),
         });
     }
