@@ -493,3 +493,29 @@ fn the_stdout_exporter_cannot_share_stdout_with_the_records() {
     assert_eq!(spans, 7_001, "spans on stdout, records in the file");
     assert_eq!(std::fs::read(out).unwrap(), expected_output());
 }
+
+#[test]
+fn a_multiprocess_run_prints_every_process_stdout_spans_in_whole_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = traced_config(dir.path(), "multiprocess/baseline.yml", "exporters: [stdout]\n");
+    let out = dir.path().join("out.txt");
+    let (output, _) = run(&config, &["-o", out.to_str().unwrap()]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(std::fs::read(out).unwrap(), expected_output());
+    let text = String::from_utf8(output.stdout).unwrap();
+    let mut spans = 0;
+    let mut groups = BTreeSet::new();
+    for line in text.lines() {
+        let data: serde_json::Value = serde_json::from_str(line).expect("each line is one whole OTLP JSON object");
+        for resource in data["resourceSpans"].as_array().unwrap() {
+            for attribute in resource["resource"]["attributes"].as_array().unwrap() {
+                if attribute["key"] == "hopline.process_group" {
+                    groups.insert(attribute["value"]["stringValue"].as_str().unwrap().to_string());
+                }
+            }
+            spans += resource["scopeSpans"][0]["spans"].as_array().unwrap().len();
+        }
+    }
+    assert_eq!(spans, 11_001);
+    assert_eq!(groups.len(), 3, "{groups:?}");
+}

@@ -42,6 +42,9 @@ pub(crate) enum ToSupervisor {
     Failed { failure: Failure, status: GroupStatus, nodes: Vec<(String, NodeReport)> },
     /// Spans for the forensic trace: one OTLP JSON line (a `TracesData` object).
     Spans { line: String },
+    /// Spans for the `stdout` exporter, printed by the supervisor (so that the lines of every
+    /// process reach standard output whole): one OTLP JSON line.
+    Stdout { line: String },
 }
 
 /// From the supervisor to a worker.

@@ -467,6 +467,11 @@ impl Supervisor<'_> {
                     self.log(&format!("cannot add `{name}`'s spans to the forensic trace: {e}"));
                 }
             }
+            ToSupervisor::Stdout { line } => {
+                let mut stdout = io::stdout().lock();
+                let _ = stdout.write_all(line.as_bytes()).and_then(|()| stdout.write_all(b"\n"));
+                let _ = stdout.flush();
+            }
             ToSupervisor::Failed { mut failure, status, nodes } => {
                 worker.status = status;
                 worker.final_status = true;

@@ -34,7 +34,9 @@ use super::link::{LinkCounters, LinkSender, spawn_listener};
 use crate::adapters::{NdjsonSink, NdjsonSource, Sink, SinkError, Source, SourceError};
 use crate::memory::{self, Work};
 use crate::run::{self, Progress, RunError};
-use crate::tracing::{ForensicSend, Names, ProcessIdentity, TraceStartError, TraceStats, Tracer, TracerSetup};
+use crate::tracing::{
+    ForensicSend, LineSend, Names, ProcessIdentity, TraceStartError, TraceStats, Tracer, TracerSetup,
+};
 
 /// Exit code of a worker that failed after reaching its supervisor (the failure was sent).
 pub const EXIT_FAILED: i32 = 1;
@@ -335,6 +337,12 @@ impl<M: LineMessage + WireMessage> Worker<M> {
                 control.lock().expect("control lock").send(&ToSupervisor::Spans { line }).is_ok()
             }) as ForensicSend
         });
+        let stdout_via: Option<LineSend> = settings.stdout.then(|| {
+            let control = Arc::clone(&self.control);
+            Box::new(move |line: String| {
+                control.lock().expect("control lock").send(&ToSupervisor::Stdout { line }).is_ok()
+            }) as LineSend
+        });
         let tracer = Tracer::start(TracerSetup {
             tracing: settings,
             config_dir: Path::new(""),
@@ -348,6 +356,7 @@ impl<M: LineMessage + WireMessage> Worker<M> {
             opens_roots: self.holds_source,
             run_span: tracing.run_span,
             forensic,
+            stdout_via,
             append_files: true,
         })?;
         Ok(Some(tracer))

@@ -27,7 +27,7 @@ use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::trace::{SpanData, SpanEvents, SpanExporter, SpanLinks};
 use serde::{Deserialize, Serialize};
 
-use super::{ForensicSend, TraceStartError, TracerSetup};
+use super::{LineSend, TraceStartError, TracerSetup};
 
 /// Who this process is, as its spans' resource says.
 #[derive(Debug, Clone)]
@@ -217,7 +217,9 @@ enum Target {
     Otlp(Box<opentelemetry_otlp::SpanExporter>),
     /// OTLP JSON lines: a file, or stdout.
     Lines(Box<dyn Write + Send>),
-    Forensic(ForensicSend),
+    /// OTLP JSON lines handed to a function: the forensic trace, or a worker's stdout lines
+    /// (both to the supervisor).
+    Send(LineSend),
 }
 
 /// Starts a thread for each destination the settings name.
@@ -253,12 +255,15 @@ pub(super) fn start_destinations(setup: &mut TracerSetup<'_>) -> Result<Vec<Dest
         ));
     }
     if tracing.stdout {
-        let writer = Box::new(std::io::stdout());
-        destinations.push(spawn("stdout".into(), Target::Lines(writer), &convert, tracing.batch, None));
+        let target = match setup.stdout_via.take() {
+            Some(send) => Target::Send(send),
+            None => Target::Lines(Box::new(std::io::stdout())),
+        };
+        destinations.push(spawn("stdout".into(), target, &convert, tracing.batch, None));
     }
     // The forensic sender is taken by value: only one destination may own it.
     if let Some(send) = setup.forensic.take() {
-        destinations.push(spawn("forensic".into(), Target::Forensic(send), &convert, tracing.batch, None));
+        destinations.push(spawn("forensic".into(), Target::Send(send), &convert, tracing.batch, None));
     }
     Ok(destinations)
 }
@@ -392,7 +397,7 @@ fn export(target: &mut Target, records: &[SpanRecord], convert: &Converter) -> R
             line.push('\n');
             writer.write_all(line.as_bytes()).and_then(|()| writer.flush()).map_err(|e| e.to_string())
         }
-        Target::Forensic(send) => {
+        Target::Send(send) => {
             if send(convert.json_line(records)) {
                 Ok(())
             } else {
@@ -804,6 +809,7 @@ mod tests {
             opens_roots: false,
             run_span: Some(TraceContext { trace_id: [9; 16], span_id: [8; 8], flags: 1 }),
             forensic: None,
+            stdout_via: None,
             append_files: false,
         };
         Converter::new(&setup)

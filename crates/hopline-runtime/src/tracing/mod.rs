@@ -39,9 +39,13 @@ pub enum TraceStartError {
     NotCompiledIn,
 }
 
-/// Where the forensic spans of this process go: a function taking one OTLP JSON line
-/// (a `TracesData` object). It returns false when the line could not be delivered.
-pub type ForensicSend = Box<dyn FnMut(String) -> bool + Send>;
+/// Where a process sends span lines it does not write itself (a worker's forensic spans and
+/// stdout spans go to the supervisor): a function taking one OTLP JSON line (a `TracesData`
+/// object). It returns false when the line could not be delivered.
+pub type LineSend = Box<dyn FnMut(String) -> bool + Send>;
+
+/// Where the forensic spans of this process go.
+pub type ForensicSend = LineSend;
 
 /// Everything a process needs to trace.
 pub struct TracerSetup<'a> {
@@ -57,6 +61,9 @@ pub struct TracerSetup<'a> {
     pub run_span: Option<TraceContext>,
     /// This process's share of the forensic trace, when the run writes one.
     pub forensic: Option<ForensicSend>,
+    /// Where the `stdout` exporter's lines go instead of this process's standard output (a
+    /// worker's go to the supervisor, which prints every process's lines whole).
+    pub stdout_via: Option<LineSend>,
     /// Open span files to append (a worker: the supervisor has created them) rather than
     /// create them.
     pub append_files: bool,
@@ -298,6 +305,7 @@ impl RunTracing {
             opens_roots,
             run_span: run_span.as_ref().map(|s| s.context),
             forensic: send,
+            stdout_via: None,
             append_files: false,
         })?;
         Ok(RunTracing { tracer, run_span, forensic })
