@@ -519,3 +519,84 @@ fn a_multiprocess_run_prints_every_process_stdout_spans_in_whole_lines() {
     assert_eq!(spans, 11_001);
     assert_eq!(groups.len(), 3, "{groups:?}");
 }
+
+#[test]
+fn spans_of_a_quiet_stream_are_written_within_the_scheduled_delay_while_the_run_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let spans = dir.path().join("spans.jsonl");
+    let config = traced_config(
+        dir.path(),
+        "baseline.yml",
+        &format!("exporters: [{{ file: {{ path: {} }} }}]\nbatch: {{ scheduled_delay: 200ms }}\n", spans.display()),
+    );
+    let child = Command::new(hopline_bin())
+        .args(["run", "-q"])
+        .arg(&config)
+        .args(["-i", "-", "-o", dir.path().join("out.txt").to_str().unwrap()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut guard = Running(Some(child));
+    let lines = std::fs::read_to_string(input()).unwrap();
+    let mut stdin = guard.0.as_mut().unwrap().stdin.take().unwrap();
+    use std::io::Write as _;
+    let spans_for = |seq: &str| -> bool {
+        std::fs::read_to_string(&spans).unwrap_or_default().contains(&format!("\"intValue\":\"{seq}\""))
+    };
+    for (i, line) in lines.lines().take(3).enumerate() {
+        writeln!(stdin, "{line}").unwrap();
+        stdin.flush().unwrap();
+        // The event's spans reach the file while the input stays open.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !spans_for(&(i + 1).to_string()) {
+            assert!(Instant::now() < deadline, "no spans for event {} while the run waits for input", i + 1);
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    drop(stdin);
+    let (output, _) = guard.finish();
+    assert!(output.status.success(), "{}", stderr(&output));
+}
+
+#[test]
+fn a_small_file_queue_makes_the_run_wait_for_the_disk_not_for_a_timer() {
+    let dir = tempfile::tempdir().unwrap();
+    let spans = dir.path().join("spans.jsonl");
+    let config = traced_config(
+        dir.path(),
+        "baseline.yml",
+        &format!(
+            "exporters: [{{ file: {{ path: {} }} }}]\nbatch: {{ max_queue_size: 1000, max_export_batch_size: 512, scheduled_delay: 60s }}\n",
+            spans.display()
+        ),
+    );
+    let text = std::fs::read_to_string(&config).unwrap().replace("batch_size: 1024", "batch_size: 100");
+    std::fs::write(&config, text).unwrap();
+    let (output, took) = run(&config, &["-o", "-"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(output.stdout, expected_output());
+    // Waiting on the 60 s scheduled delay even once would show.
+    assert!(took < Duration::from_secs(30), "took {took:?}");
+    let written: usize =
+        std::fs::read_to_string(&spans).unwrap().lines().map(|l| l.matches("\"parentSpanId\"").count()).sum();
+    assert_eq!(written, 7_001);
+}
+
+#[test]
+fn forensic_spans_cross_the_control_connection_in_bounded_lines_whatever_the_export_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = traced_config(
+        dir.path(),
+        "multiprocess/baseline.yml",
+        "forensic: run.trace.jsonl\nbatch: { max_queue_size: 1000000, max_export_batch_size: 1000000 }\n",
+    );
+    // 2,000 events: the source group alone holds 10,000 spans, about 6.5 MB of OTLP JSON,
+    // more than a control frame may carry (4 MiB), when the run ends and flushes them at once.
+    let doubled = dir.path().join("doubled.txt");
+    std::fs::write(&doubled, std::fs::read_to_string(input()).unwrap().repeat(2)).unwrap();
+    let (output, _) = run(&config, &["-i", doubled.to_str().unwrap(), "-o", "/dev/null"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(stderr(&output).contains("22,001 spans, every parent resolved"), "{}", stderr(&output));
+}

@@ -255,7 +255,7 @@ impl<M: Message, T: Transform<M>> Node<M> for T {
 fn outcome(result: &Result<(), NodeError>, emitted: usize) -> trace::Outcome {
     match result {
         Ok(()) => trace::Outcome::Emitted(emitted.min(u32::MAX as usize) as u32),
-        Err(error) => trace::Outcome::Failed(error.to_string()),
+        Err(error) => trace::Outcome::failed(error.to_string()),
     }
 }
 

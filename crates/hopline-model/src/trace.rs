@@ -57,6 +57,25 @@ pub enum Outcome {
     Failed(String),
 }
 
+impl Outcome {
+    /// The longest failure message a span keeps, in bytes; longer ones are cut (at a
+    /// character boundary) and marked.
+    pub const MAX_MESSAGE_BYTES: usize = 16 * 1024;
+
+    /// A failure, its message cut to [`Outcome::MAX_MESSAGE_BYTES`].
+    pub fn failed(mut message: String) -> Outcome {
+        if message.len() > Self::MAX_MESSAGE_BYTES {
+            let mut cut = Self::MAX_MESSAGE_BYTES;
+            while !message.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            message.truncate(cut);
+            message.push_str(" [cut]");
+        }
+        Outcome::Failed(message)
+    }
+}
+
 /// One span, as the pipeline thread notes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SpanRecord {
@@ -163,6 +182,37 @@ pub struct NodeSpan {
     route_hop: u16,
     handoff_from: Option<u16>,
     start_ns: u64,
+    /// Noted by [`node_finished`]; a span dropped without it (the node panicked) is noted as
+    /// failed.
+    done: bool,
+}
+
+impl NodeSpan {
+    fn note(&mut self, outcome: Outcome) {
+        self.done = true;
+        CURRENT_NODE.set(None);
+        record(SpanRecord {
+            trace_id: self.parent.trace_id,
+            span_id: self.span_id,
+            parent_span_id: self.parent.span_id,
+            kind: SpanKind::Node { index: self.index },
+            start_ns: self.start_ns,
+            end_ns: now_ns(),
+            seq: self.seq,
+            correlation_id: self.correlation_id,
+            route_hop: self.route_hop,
+            handoff_from: self.handoff_from,
+            outcome,
+        });
+    }
+}
+
+impl Drop for NodeSpan {
+    fn drop(&mut self) {
+        if !self.done {
+            self.note(Outcome::Failed("panicked".into()));
+        }
+    }
 }
 
 /// Starts timing node `index` on a sampled event. Returns `None` when this thread does not
@@ -182,6 +232,7 @@ pub fn node_started(parent: TraceContext, index: usize, header: &EnvelopeHeader)
         route_hop: header.route.route_hop,
         handoff_from: header.route.handoff_from,
         start_ns: now_ns(),
+        done: false,
     };
     if level == Level::Debug {
         let current = TraceContext { span_id: span.span_id, ..parent };
@@ -192,21 +243,8 @@ pub fn node_started(parent: TraceContext, index: usize, header: &EnvelopeHeader)
 
 /// Notes a node span started by [`node_started`].
 #[cold]
-pub fn node_finished(span: NodeSpan, outcome: Outcome) {
-    CURRENT_NODE.set(None);
-    record(SpanRecord {
-        trace_id: span.parent.trace_id,
-        span_id: span.span_id,
-        parent_span_id: span.parent.span_id,
-        kind: SpanKind::Node { index: span.index },
-        start_ns: span.start_ns,
-        end_ns: now_ns(),
-        seq: span.seq,
-        correlation_id: span.correlation_id,
-        route_hop: span.route_hop,
-        handoff_from: span.handoff_from,
-        outcome,
-    });
+pub fn node_finished(mut span: NodeSpan, outcome: Outcome) {
+    span.note(outcome);
 }
 
 /// A node's own span inside its node span, noted when dropped. See [`crate::Context::detail`].
@@ -327,5 +365,30 @@ mod tests {
         assert_eq!(ids.len(), 10_000);
         assert!(!ids.contains(&[0; 8]));
         assert_ne!(new_trace_id(), [0; 16]);
+    }
+
+    #[test]
+    fn a_node_that_panics_leaves_a_failed_span_and_no_open_detail_parent() {
+        set_level(Level::Debug);
+        let header = sampled_header();
+        let result = std::panic::catch_unwind(|| {
+            let _span = node_started(header.trace.unwrap(), 1, &header).unwrap();
+            panic!("boom");
+        });
+        assert!(result.is_err());
+        drop(Detail::open("after the panic"));
+        set_level(Level::Off);
+        let mut out = Vec::new();
+        take_records(&mut out);
+        assert_eq!(out.len(), 1, "{out:?}");
+        assert_eq!(out[0].outcome, Outcome::Failed("panicked".into()));
+    }
+
+    #[test]
+    fn a_long_failure_message_is_cut_at_a_character_boundary() {
+        let Outcome::Failed(message) = Outcome::failed("é".repeat(20_000)) else { panic!() };
+        assert!(message.len() <= Outcome::MAX_MESSAGE_BYTES + " [cut]".len());
+        assert!(message.ends_with(" [cut]"));
+        assert_eq!(Outcome::failed("short".into()), Outcome::Failed("short".into()));
     }
 }

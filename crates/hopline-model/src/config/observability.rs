@@ -51,7 +51,7 @@
 //! | ratio | | `OTEL_TRACES_SAMPLER_ARG` | `sampler.ratio` (if the file's sampler has one) | 1.0 |
 //! | OTLP endpoint | `--trace-otlp URL` | `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`, then `OTEL_EXPORTER_OTLP_ENDPOINT` | `otlp.endpoint` | `http://localhost:4318/v1/traces` |
 //! | OTLP protocol | | `OTEL_EXPORTER_OTLP_PROTOCOL` | `otlp.protocol` | `http/protobuf` |
-//! | OTLP headers | | `OTEL_EXPORTER_OTLP_HEADERS`, merged by name | `otlp.headers` | none |
+//! | OTLP headers | | `OTEL_EXPORTER_OTLP_TRACES_HEADERS`, else `OTEL_EXPORTER_OTLP_HEADERS`, merged by name | `otlp.headers` | none |
 //! | files | `--trace-file PATH` adds one | | `file` exporters | none |
 //! | forensic file | `--forensic PATH` | | `forensic` | none |
 //!
@@ -499,6 +499,7 @@ const SERVICE_NAME: &str = "OTEL_SERVICE_NAME";
 const OTLP_ENDPOINT: &str = "OTEL_EXPORTER_OTLP_ENDPOINT";
 const OTLP_TRACES_ENDPOINT: &str = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT";
 const OTLP_HEADERS: &str = "OTEL_EXPORTER_OTLP_HEADERS";
+const OTLP_TRACES_HEADERS: &str = "OTEL_EXPORTER_OTLP_TRACES_HEADERS";
 const OTLP_PROTOCOL: &str = "OTEL_EXPORTER_OTLP_PROTOCOL";
 const TRACES_SAMPLER: &str = "OTEL_TRACES_SAMPLER";
 const TRACES_SAMPLER_ARG: &str = "OTEL_TRACES_SAMPLER_ARG";
@@ -622,8 +623,13 @@ impl TracingConfig {
                 otlp.protocol =
                     OtlpProtocol::from_name(&protocol.to_ascii_lowercase()).map_err(|m| env_error(OTLP_PROTOCOL, m))?;
             }
-            if let Some(text) = var(OTLP_HEADERS) {
-                for (name, value) in env_headers(&text).map_err(|m| env_error(OTLP_HEADERS, m))? {
+            // The signal's own variable replaces the general one, as in the OTLP exporter.
+            let headers = match var(OTLP_TRACES_HEADERS) {
+                Some(text) => Some((OTLP_TRACES_HEADERS, text)),
+                None => var(OTLP_HEADERS).map(|text| (OTLP_HEADERS, text)),
+            };
+            if let Some((variable, text)) = headers {
+                for (name, value) in env_headers(&text).map_err(|m| env_error(variable, m))? {
                     match otlp.headers.iter_mut().find(|(n, _)| n.eq_ignore_ascii_case(&name)) {
                         Some(header) => *header = (name, value),
                         None => otlp.headers.push((name, value)),
@@ -2374,5 +2380,19 @@ mod tests {
         assert_eq!(in_config("out/s.jsonl").path_from(dir), PathBuf::from("/etc/pipelines/out/s.jsonl"));
         assert_eq!(in_config("/var/s.jsonl").path_from(dir), PathBuf::from("/var/s.jsonl"));
         assert_eq!(in_cwd("s.jsonl").path_from(dir), PathBuf::from("s.jsonl"));
+    }
+
+    #[test]
+    fn the_traces_headers_variable_replaces_the_general_one_and_is_checked_the_same() {
+        let config =
+            tracing("      exporters:\n        - otlp: { headers: { x-tenant: acme, authorization: file } }\n");
+        let effective = resolve(
+            &config,
+            &[(OTLP_HEADERS, "authorization=general,x-general=1"), (OTLP_TRACES_HEADERS, "authorization=traces")],
+        );
+        let headers = effective.otlp.unwrap().headers;
+        assert_eq!(headers, vec![("x-tenant".into(), "acme".into()), ("authorization".into(), "traces".into())]);
+        let e = resolve_err(&config, &[(OTLP_TRACES_HEADERS, "no pairs here")], &TracingFlags::default());
+        assert_eq!(e.name, "OTEL_EXPORTER_OTLP_TRACES_HEADERS");
     }
 }

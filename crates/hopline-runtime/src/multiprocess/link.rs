@@ -93,7 +93,7 @@ struct HopSpan {
 }
 
 impl HopSpan {
-    fn record(self, kind: SpanKind, start_ns: u64, end_ns: u64) {
+    fn record(self, kind: SpanKind, start_ns: u64, end_ns: u64, outcome: Outcome) {
         trace::record(SpanRecord {
             trace_id: self.parent.trace_id,
             span_id: self.span_id,
@@ -105,7 +105,7 @@ impl HopSpan {
             correlation_id: self.correlation_id,
             route_hop: self.route_hop,
             handoff_from: None,
-            outcome: Outcome::None,
+            outcome,
         });
     }
 }
@@ -213,6 +213,19 @@ impl<M: WireMessage> LinkSender<M> {
         Ok(next)
     }
 
+    fn send_batch(&mut self, batch: &mut Vec<Envelope<M>>, traced: bool) -> Result<(), SinkError> {
+        let mut start = 0;
+        while start < batch.len() {
+            start = self.encode_frame(batch, start, traced)?;
+            if self.buf.len() >= WRITE_BUFFER_BYTES {
+                self.write_out()?;
+            }
+        }
+        batch.clear();
+        // A batch is sent when it is complete: the next group never waits for a fuller buffer.
+        self.write_out()
+    }
+
     /// Sends a `Heartbeat` frame at once: the next group then knows this connection as its
     /// upstream link (it verified), so losing it, even before any data, breaks the run
     /// instead of passing for a stranger hanging up.
@@ -243,22 +256,18 @@ impl<M: WireMessage> Sink<M> for LinkSender<M> {
     fn write_batch(&mut self, batch: &mut Vec<Envelope<M>>) -> Result<(), SinkError> {
         let traced = trace::level() != Level::Off;
         let start_ns = if traced { trace::now_ns() } else { 0 };
-        let mut start = 0;
-        while start < batch.len() {
-            start = self.encode_frame(batch, start, traced)?;
-            if self.buf.len() >= WRITE_BUFFER_BYTES {
-                self.write_out()?;
-            }
-        }
-        batch.clear();
-        // A batch is sent when it is complete: the next group never waits for a fuller buffer.
-        self.write_out()?;
+        let result = self.send_batch(batch, traced);
         if !self.sends.is_empty() {
-            let end_ns = trace::now_ns();
-            let to = self.to;
-            self.sends.drain(..).for_each(|send| send.record(SpanKind::Send { to }, start_ns, end_ns));
+            // The next group may already hold consumer spans under these: they are recorded,
+            // failed if the batch did not go out whole.
+            let (end_ns, to) = (trace::now_ns(), self.to);
+            let outcome = match &result {
+                Ok(()) => Outcome::None,
+                Err(e) => Outcome::failed(e.to_string()),
+            };
+            self.sends.drain(..).for_each(|send| send.record(SpanKind::Send { to }, start_ns, end_ns, outcome.clone()));
         }
-        Ok(())
+        result
     }
 
     fn flush(&mut self) -> Result<(), SinkError> {
@@ -344,20 +353,31 @@ impl<M: WireMessage> UpstreamSource<M> {
                     let traced = trace::level() != Level::Off;
                     let start_ns = if traced { trace::now_ns() } else { 0 };
                     out.reserve(frame.envelopes.len());
+                    let mut decoded = Ok(true);
                     for wire in &frame.envelopes {
-                        let payload = M::decode(&wire.payload)
-                            .map_err(|e| self.broken(format!("event {}: {e}", wire.header.seq)))?;
+                        let payload = match M::decode(&wire.payload) {
+                            Ok(payload) => payload,
+                            Err(e) => {
+                                decoded = Err(self.broken(format!("event {}: {e}", wire.header.seq)));
+                                break;
+                            }
+                        };
                         let mut header = wire.header;
                         // This group's spans of the event are children of its consumer span.
                         self.receives.extend(hop_span(&mut header, traced));
                         out.push(Envelope::new(header, payload));
                     }
                     if !self.receives.is_empty() {
-                        let end_ns = trace::now_ns();
-                        let from = self.upstream_id;
-                        self.receives.drain(..).for_each(|r| r.record(SpanKind::Receive { from }, start_ns, end_ns));
+                        let (end_ns, from) = (trace::now_ns(), self.upstream_id);
+                        let outcome = match &decoded {
+                            Ok(_) => Outcome::None,
+                            Err(e) => Outcome::failed(e.to_string()),
+                        };
+                        self.receives
+                            .drain(..)
+                            .for_each(|r| r.record(SpanKind::Receive { from }, start_ns, end_ns, outcome.clone()));
                     }
-                    return Ok(true);
+                    return decoded;
                 }
                 FrameKind::End => {
                     self.ended = true;

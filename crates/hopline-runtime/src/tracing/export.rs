@@ -87,16 +87,56 @@ struct Counters {
     /// offer waits on it).
     taken: Condvar,
     taken_lock: Mutex<()>,
+    /// What the tracer asks of the thread, and the signal that it asked. (Not the thread's
+    /// park token: the blocking HTTP client parks and unparks the thread itself.)
+    wake: Mutex<Requests>,
+    woken: Condvar,
+}
+
+/// Requests to a destination thread.
+#[derive(Default)]
+struct Requests {
+    /// Look at the queue now.
+    now: bool,
+    /// An offer is waiting for room: export everything held, without waiting for a full
+    /// batch or the scheduled delay.
+    urgent: bool,
 }
 
 impl Counters {
-    /// `n` spans have left the queue.
+    /// `n` spans have left the queue. (Saturating: after a finish that gave up waiting, the
+    /// queue was emptied by the count.)
     fn dequeued(&self, n: u64) {
-        self.queued.fetch_sub(n, Ordering::AcqRel);
+        let _ = self.queued.fetch_update(Ordering::AcqRel, Ordering::Acquire, |q| Some(q.saturating_sub(n)));
         let _guard = self.taken_lock.lock().expect("queue lock");
         self.taken.notify_all();
     }
+
+    fn wake(&self, urgent: bool) {
+        let mut wake = self.wake.lock().expect("wake lock");
+        wake.now = true;
+        wake.urgent |= urgent;
+        self.woken.notify_one();
+    }
+
+    /// Waits until woken, or for `timeout` (`None`: for as long as it takes). Returns whether
+    /// the wake was urgent.
+    fn sleep(&self, timeout: Option<Duration>) -> bool {
+        let mut wake = self.wake.lock().expect("wake lock");
+        if !wake.now {
+            wake = match timeout {
+                Some(timeout) => self.woken.wait_timeout(wake, timeout).expect("wake lock").0,
+                None => self.woken.wait(wake).expect("wake lock"),
+            };
+        }
+        let urgent = wake.urgent;
+        *wake = Requests::default();
+        urgent
+    }
 }
+
+/// The most a line handed to the supervisor holds, about: control frames are at most 4 MiB.
+const SEND_LINE_BYTES: usize = 1 << 20;
 
 /// A queued piece of a batch: the records `range` of a shared slice.
 type Piece = (Arc<[SpanRecord]>, std::ops::Range<usize>);
@@ -111,8 +151,8 @@ pub(super) struct Destination {
     /// for the disk (or the supervisor) instead of dropping. OTLP drops what does not fit, so
     /// a collector can never slow the run down.
     lossless: bool,
-    /// The destination's thread, woken when there is work for it.
-    thread: Option<std::thread::Thread>,
+    /// Whether the destination's thread is running.
+    running: bool,
     /// Queued spans from which an offer wakes the thread (an export's worth).
     wake_at: u64,
     /// Closed by the thread when it returns.
@@ -139,7 +179,7 @@ impl Destination {
                 if queued == 0 || queued + n <= self.max_queue {
                     break;
                 }
-                self.wake();
+                counters.wake(true);
                 guard = counters.taken.wait(guard).expect("queue lock");
             }
             n
@@ -157,14 +197,8 @@ impl Destination {
             } else if before == 0 || before + fits >= self.wake_at {
                 // The first spans after a quiet spell start the scheduled delay's clock; an
                 // export's worth is worth a wake-up now.
-                self.wake();
+                counters.wake(false);
             }
-        }
-    }
-
-    fn wake(&self) {
-        if let Some(thread) = &self.thread {
-            thread.unpark();
         }
     }
 
@@ -183,7 +217,9 @@ impl Destination {
     pub(super) fn finish(mut self) -> DestinationStats {
         self.counters.closing.store(true, Ordering::Release);
         drop(self.queue.take());
-        self.wake();
+        if self.running {
+            self.counters.wake(true);
+        }
         let waited = match self.flush_deadline {
             Some(deadline) => self.done.recv_timeout(deadline).map_err(|_| ()),
             None => self.done.recv().map_err(|_| ()),
@@ -285,12 +321,12 @@ fn spawn(
         run_destination(target, &receiver, &thread_counters, &convert, batch);
         drop(finished);
     });
-    let thread = spawned.ok().map(|handle| handle.thread().clone());
+    let running = spawned.is_ok();
     Destination {
         name,
         // A thread that could not start takes nothing: every offer is dropped and counted.
-        queue: thread.is_some().then_some(queue),
-        thread,
+        queue: running.then_some(queue),
+        running,
         wake_at: batch.max_export_batch_size as u64,
         counters,
         max_queue: batch.max_queue_size as u64,
@@ -315,14 +351,11 @@ fn run_destination(
     let mut count = 0usize;
     let mut oldest: Option<Instant> = None;
     let mut closed = false;
+    let mut urgent = false;
     loop {
-        // Sleep until there is enough for an export (the tracer wakes this thread), the
-        // oldest span is due, or the run ends; a send alone does not wake it, so a pipeline
-        // thread never pays for a wake-up per batch.
-        match oldest {
-            None => std::thread::park(),
-            Some(since) => std::thread::park_timeout(batch.scheduled_delay.saturating_sub(since.elapsed())),
-        }
+        // Take what the tracer has queued. A send alone does not wake this thread (the
+        // pipeline thread would pay for a wake-up per batch); the tracer wakes it for the first
+        // spans after a quiet spell, for an export's worth, and when it waits for room.
         while !closed {
             match receiver.try_recv() {
                 Ok(piece) => {
@@ -334,7 +367,7 @@ fn run_destination(
                 Err(TryRecvError::Disconnected) => closed = true,
             }
         }
-        let due = oldest.is_some_and(|since| since.elapsed() >= batch.scheduled_delay);
+        let due = urgent || oldest.is_some_and(|since| since.elapsed() >= batch.scheduled_delay);
         while count >= batch.max_export_batch_size || (count > 0 && (closed || due)) {
             let records = take(&mut pending, batch.max_export_batch_size);
             count -= records.len();
@@ -368,6 +401,15 @@ fn run_destination(
             }
             return;
         }
+        // Spans still in the channel (sent while this thread was exporting) are taken at once;
+        // spans held wait for their scheduled delay; with nothing anywhere, sleep until woken.
+        let in_channel = counters.queued.load(Ordering::Acquire) > count as u64;
+        urgent = if in_channel || closed {
+            false
+        } else {
+            let timeout = oldest.map(|since| batch.scheduled_delay.saturating_sub(since.elapsed()));
+            counters.sleep(timeout)
+        };
     }
 }
 
@@ -398,11 +440,13 @@ fn export(target: &mut Target, records: &[SpanRecord], convert: &Converter) -> R
             writer.write_all(line.as_bytes()).and_then(|()| writer.flush()).map_err(|e| e.to_string())
         }
         Target::Send(send) => {
-            if send(convert.json_line(records)) {
-                Ok(())
-            } else {
-                Err("the supervisor is gone".into())
+            // Lines cross a control connection, whose frames are bounded: keep each well under.
+            for line in convert.json_lines(records, SEND_LINE_BYTES) {
+                if !send(line) {
+                    return Err("the supervisor is gone".into());
+                }
             }
+            Ok(())
         }
     }
 }
@@ -575,6 +619,11 @@ impl Converter {
         }
     }
 
+    /// Whether the run span lives in another process: the supervisor's, seen from a worker.
+    fn run_span_is_remote(&self) -> bool {
+        self.group.is_some()
+    }
+
     /// The run span a root span links to.
     fn link(&self, record: &SpanRecord) -> Option<TraceContext> {
         if record.kind == Kind::Source { self.run_span } else { None }
@@ -593,14 +642,14 @@ impl Converter {
         let name = Cow::Owned(name.into_owned());
         let mut links = SpanLinks::default();
         if let Some(run) = self.link(record) {
-            links.links.push(Link::with_context(span_context(&run.trace_id, &run.span_id)));
+            links.links.push(Link::with_context(span_context(&run.trace_id, &run.span_id, self.run_span_is_remote())));
         }
         let status = match &record.outcome {
             Outcome::Failed(message) => Status::error(message.clone()),
             Outcome::None | Outcome::Emitted(_) => Status::Unset,
         };
         SpanData {
-            span_context: span_context(&record.trace_id, &record.span_id),
+            span_context: span_context(&record.trace_id, &record.span_id, false),
             parent_span_id: SpanId::from_bytes(record.parent_span_id),
             parent_span_is_remote: is_remote(record),
             span_kind: kind,
@@ -621,16 +670,32 @@ impl Converter {
     /// numbers) that the SDK's conversion and `opentelemetry-proto`'s serde would give, at a
     /// fraction of their cost (the forensic trace and span files take every span).
     pub(super) fn json_line(&self, records: &[SpanRecord]) -> String {
-        let mut out = String::with_capacity(self.json_prefix.len() + records.len() * 640);
-        out.push_str(&self.json_prefix);
-        for (i, record) in records.iter().enumerate() {
-            if i > 0 {
+        self.json_lines(records, usize::MAX).pop().unwrap_or_default()
+    }
+
+    /// `records` as OTLP JSON lines of at most about `max_bytes` each (a line ends after the
+    /// span that reaches the bound; a span's error message is bounded where it is recorded).
+    pub(super) fn json_lines(&self, records: &[SpanRecord], max_bytes: usize) -> Vec<String> {
+        let mut lines = Vec::new();
+        let mut out = String::new();
+        for record in records {
+            if out.is_empty() {
+                out.reserve(self.json_prefix.len() + records.len().min(4096) * 640);
+                out.push_str(&self.json_prefix);
+            } else {
                 out.push(',');
             }
             self.write_span_json(record, &mut out);
+            if out.len() >= max_bytes {
+                out.push_str("]}]}]}");
+                lines.push(std::mem::take(&mut out));
+            }
         }
-        out.push_str("]}]}]}");
-        out
+        if !out.is_empty() {
+            out.push_str("]}]}]}");
+            lines.push(out);
+        }
+        lines
     }
 
     fn write_span_json(&self, record: &SpanRecord, out: &mut String) {
@@ -685,7 +750,7 @@ impl Converter {
             push_hex(out, &run.trace_id);
             out.push_str("\",\"spanId\":\"");
             push_hex(out, &run.span_id);
-            let _ = write!(out, "\",\"flags\":{}}}", span_flags(false));
+            let _ = write!(out, "\",\"flags\":{}}}", span_flags(self.run_span_is_remote()));
         }
         out.push_str("],\"status\":{");
         match &record.outcome {
@@ -721,9 +786,14 @@ enum Value<'a> {
     Hex128(u128),
 }
 
-/// Whether the span's parent lives in another process: a consumer span's producer.
+/// Whether the span's parent lives in another process: a consumer span's producer, or the
+/// upstream span a root continues (an event that arrived with a trace context).
 fn is_remote(record: &SpanRecord) -> bool {
-    matches!(record.kind, Kind::Receive { .. })
+    match record.kind {
+        Kind::Receive { .. } => true,
+        Kind::Source => record.parent_span_id != [0; 8],
+        _ => false,
+    }
 }
 
 /// OTLP span flags: the W3C flags (sampled) and, in bits 8 and 9, that the parent's
@@ -760,12 +830,12 @@ fn push_json_string(out: &mut String, text: &str) {
     out.push('"');
 }
 
-fn span_context(trace_id: &[u8; 16], span_id: &[u8; 8]) -> SpanContext {
+fn span_context(trace_id: &[u8; 16], span_id: &[u8; 8], remote: bool) -> SpanContext {
     SpanContext::new(
         TraceId::from_bytes(*trace_id),
         SpanId::from_bytes(*span_id),
         TraceFlags::SAMPLED,
-        false,
+        remote,
         TraceState::default(),
     )
 }
@@ -846,6 +916,7 @@ mod tests {
         let records = vec![
             record(Kind::Run, Outcome::Failed("node `x` failed on event 3: bad \"amount\"\n\tthen\u{1}".into())),
             record(Kind::Source, Outcome::None),
+            SpanRecord { parent_span_id: [3; 8], ..record(Kind::Source, Outcome::None) },
             record(Kind::Node { index: 0 }, Outcome::Emitted(1)),
             record(Kind::Node { index: 1 }, Outcome::Emitted(3)),
             record(Kind::Node { index: 1 }, Outcome::Emitted(0)),
@@ -857,5 +928,22 @@ mod tests {
         let direct: TracesData = serde_json::from_str(&convert.json_line(&records)).expect("valid OTLP JSON");
         let via_sdk: TracesData = serde_json::from_str(&convert.json_line_via_sdk(&records)).unwrap();
         assert_eq!(sorted(direct), sorted(via_sdk));
+    }
+
+    #[test]
+    fn lines_for_the_supervisor_stay_under_their_bound_and_lose_no_span() {
+        let convert = converter();
+        let records: Vec<SpanRecord> =
+            (0..5000).map(|_| record(Kind::Node { index: 0 }, Outcome::Emitted(1))).collect();
+        let lines = convert.json_lines(&records, 64 * 1024);
+        assert!(lines.len() > 10, "{} lines", lines.len());
+        let mut spans = 0;
+        for line in &lines {
+            assert!(line.len() < 64 * 1024 + 2048, "{} bytes", line.len());
+            let data: TracesData = serde_json::from_str(line).unwrap();
+            spans += data.resource_spans[0].scope_spans[0].spans.len();
+        }
+        assert_eq!(spans, 5000);
+        assert!(convert.json_lines(&[], 1024).is_empty());
     }
 }

@@ -249,7 +249,7 @@ impl RunSpan {
             correlation_id: self.correlation_id,
             route_hop: 0,
             handoff_from: None,
-            outcome: failed.map_or(Outcome::None, Outcome::Failed),
+            outcome: failed.map_or(Outcome::None, Outcome::failed),
         });
     }
 }
