@@ -391,4 +391,85 @@ mod tests {
         assert!(message.ends_with(" [cut]"));
         assert_eq!(Outcome::failed("short".into()), Outcome::Failed("short".into()));
     }
+
+    /// A message for the batch tests: a number that `Double` doubles and `Split` splits.
+    struct Num(u64);
+
+    impl crate::Message for Num {
+        fn kind(&self) -> &'static str {
+            "num"
+        }
+    }
+
+    struct Double;
+
+    impl crate::Transform<Num> for Double {
+        fn transform(&mut self, ctx: &crate::Context<'_>, m: &mut Num) -> Result<(), crate::NodeError> {
+            let _detail = ctx.detail("doubling");
+            m.0 *= 2;
+            Ok(())
+        }
+    }
+
+    struct Split;
+
+    impl crate::Node<Num> for Split {
+        fn process(
+            &mut self,
+            _: &crate::Context<'_>,
+            m: Num,
+            out: &mut crate::Emit<'_, Num>,
+        ) -> Result<(), crate::NodeError> {
+            (0..m.0).for_each(|i| out.emit(Num(i)));
+            Ok(())
+        }
+    }
+
+    fn batch(sampled: &[bool]) -> Vec<crate::Envelope<Num>> {
+        sampled
+            .iter()
+            .enumerate()
+            .map(|(i, &sampled)| {
+                let header = if sampled { sampled_header() } else { EnvelopeHeader::default() };
+                crate::Envelope::new(EnvelopeHeader { seq: i as u64 + 1, ..header }, Num(2))
+            })
+            .collect()
+    }
+
+    fn info(index: usize) -> crate::NodeInfo {
+        crate::NodeInfo { name: "n".into(), kind: "n", index, params: crate::config::Params::empty() }
+    }
+
+    #[test]
+    fn batches_note_spans_for_sampled_events_only_and_nothing_when_none_is() {
+        use crate::Node as _;
+        set_level(Level::Debug);
+        let mut out = Vec::new();
+        for node in [&mut Double as &mut dyn crate::Node<Num>, &mut Split] {
+            let mut input = batch(&[false, false, false]);
+            node.process_batch(&info(0), &mut input, &mut Vec::new(), &mut |_| {}).unwrap();
+        }
+        take_records(&mut out);
+        assert!(out.is_empty(), "unsampled events make no span: {out:?}");
+
+        let mut input = batch(&[false, true, false]);
+        let mut doubled = Vec::new();
+        Double.process_batch(&info(4), &mut input, &mut doubled, &mut |_| {}).unwrap();
+        let mut split = Vec::new();
+        Split.process_batch(&info(5), &mut doubled, &mut split, &mut |_| {}).unwrap();
+        set_level(Level::Off);
+        take_records(&mut out);
+        let kinds: Vec<(SpanKind, u64)> = out.iter().map(|r| (r.kind, r.seq)).collect();
+        assert_eq!(
+            kinds,
+            [
+                (SpanKind::Detail { name: "doubling" }, 2),
+                (SpanKind::Node { index: 4 }, 2),
+                (SpanKind::Node { index: 5 }, 2)
+            ]
+        );
+        assert_eq!(out[1].outcome, Outcome::Emitted(1));
+        assert_eq!(out[2].outcome, Outcome::Emitted(4), "the one-to-many node emitted four");
+        assert_eq!(split.len(), 12);
+    }
 }
