@@ -73,6 +73,11 @@ enum Command {
         /// Trace, and write the run's merged forensic trace (every process's spans) to PATH.
         #[arg(long, value_name = "PATH")]
         forensic: Option<String>,
+        /// Narrate the run on stdout, one JSON object a line, from every process (startup,
+        /// each group ready, progress, warnings, failures, the summary). Needs --output or a
+        /// sink that is a file. HOPLINE_JOB_ID, when set, is written on every line.
+        #[arg(long)]
+        narrate: bool,
     },
     /// Run one process group of a multiprocess run. Started by `hopline run`, which writes
     /// the bootstrap to this process's stdin; not for direct use.
@@ -137,9 +142,21 @@ fn parse_correlation_id(text: &str) -> Result<CorrelationId, String> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Run { config, input, output, correlation_id, quiet, verbose, trace_otlp, trace_file, forensic } => {
+        Command::Run {
+            config,
+            input,
+            output,
+            correlation_id,
+            quiet,
+            verbose,
+            trace_otlp,
+            trace_file,
+            forensic,
+            narrate,
+        } => {
             let tracing = TracingFlags { otlp: trace_otlp, file: trace_file, forensic };
-            run(&config, RunOptions { input, output, correlation_id, worker: None, verbose, quiet, tracing }, quiet)
+            let options = RunOptions { input, output, correlation_id, worker: None, verbose, quiet, tracing, narrate };
+            run(&config, options, quiet)
         }
         Command::Worker => std::process::exit(apps::run_worker()),
         Command::Check { config } => check(&config),

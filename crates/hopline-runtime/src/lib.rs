@@ -13,6 +13,7 @@
 pub mod adapters;
 pub mod memory;
 pub mod multiprocess;
+pub mod narration;
 pub mod report;
 pub mod run;
 pub mod tracing;

@@ -13,7 +13,8 @@ use hopline_model::{ConfigError, CorrelationId, LineMessage, NodeError, Pipeline
 use crate::adapters::{NdjsonSink, NdjsonSource, SinkError, SourceError};
 use crate::memory;
 use crate::multiprocess::{MultiprocessFailure, Supervised, WorkerProgram, supervise};
-use crate::report::RunReport;
+use crate::narration::{Actor, Fields, Level, Narrator};
+use crate::report::{RunReport, thousands};
 use crate::tracing::{Names, ProcessIdentity, RunTracing, TraceStartError};
 
 /// What the command line may change about a run.
@@ -34,6 +35,8 @@ pub struct RunOptions {
     pub quiet: bool,
     /// `--trace-otlp`, `--trace-file`, `--forensic`.
     pub tracing: TracingFlags,
+    /// Write narration (JSON lines, [`crate::narration`]) to stdout, from every process.
+    pub narrate: bool,
 }
 
 /// Where a run is, reported after every batch.
@@ -146,7 +149,7 @@ pub fn run_pipeline<M: LineMessage>(
     }
     // NDJSON is the only adapter kind so far; a new kind fails to compile here until handled.
     let (AdapterKind::Ndjson, AdapterKind::Ndjson) = (config.source.kind, config.sink.kind);
-    let mut pipeline = registry.build(config, &[M::LINE], &[M::RECORD])?;
+    let pipeline = registry.build(config, &[M::LINE], &[M::RECORD])?;
 
     let input = match &options.input {
         Some(path) => path.display().to_string(),
@@ -161,6 +164,157 @@ pub fn run_pipeline<M: LineMessage>(
     };
     let correlation_id = options.correlation_id.unwrap_or_else(fresh_correlation_id);
     let tracing = resolve_tracing(config, &options.tracing, &output)?;
+    if options.narrate && output == "-" {
+        return Err(ConfigError {
+            origin: config.origin.clone(),
+            path: "sink.path".into(),
+            pos: None,
+            message: "narration (--narrate) is written to standard output; give the records a file (--output PATH)"
+                .into(),
+        }
+        .into());
+    }
+    let multiprocess = config.runtime.profile == Profile::Multiprocess;
+    let narrator = options.narrate.then(|| {
+        let process = if multiprocess { "supervisor" } else { "run" };
+        Narrator::stdout(Actor { process: process.into(), group: None, pid: std::process::id() }, correlation_id)
+    });
+    if let Some(narrator) = &narrator {
+        let groups = config.runtime.multiprocess.as_ref().map_or(0, |mp| mp.groups.len());
+        let shape = if multiprocess {
+            format!("multiprocess profile, {groups} process groups")
+        } else {
+            format!("memory profile, {} nodes", config.nodes.len())
+        };
+        narrator.info(
+            "run.start",
+            None,
+            &format!("{}/{}: {shape}; reading {input}, writing {output}", config.app, config.scenario),
+            Fields::new()
+                .with("app", config.app.as_str())
+                .with("scenario", config.scenario.as_str())
+                .with("profile", if multiprocess { "multiprocess" } else { "memory" })
+                .with("input", input.as_str())
+                .with("output", output.as_str()),
+        );
+    }
+    let started = Instant::now();
+    let mut last_said = Instant::now();
+    let mut narrated_progress = |p: Progress| {
+        progress(p);
+        if let Some(narrator) = &narrator {
+            if last_said.elapsed() >= PROGRESS_EVERY {
+                last_said = Instant::now();
+                say_progress(narrator, p, started.elapsed());
+            }
+        }
+    };
+    let result = run_profile(
+        config,
+        base_dir,
+        options,
+        &tracing,
+        (&input, &output),
+        correlation_id,
+        pipeline,
+        narrator.as_ref(),
+        &mut narrated_progress,
+    );
+    if let Some(narrator) = &narrator {
+        say_outcome(narrator, &result);
+    }
+    result
+}
+
+/// How often a narrating run says how far it is.
+const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+fn say_progress(narrator: &Narrator, p: Progress, elapsed: std::time::Duration) {
+    let rate = (p.records_in as f64 / elapsed.as_secs_f64().max(1e-9)).round() as u64;
+    let of = p
+        .bytes_total
+        .map(|t| format!(" ({}% of the input)", (p.bytes_read * 100).checked_div(t).unwrap_or(100)))
+        .unwrap_or_default();
+    narrator.info(
+        "progress",
+        None,
+        &format!(
+            "{} records in, {} out, {} records/s{of}",
+            thousands(p.records_in),
+            thousands(p.records_out),
+            thousands(rate)
+        ),
+        Fields::new()
+            .with("records_in", p.records_in)
+            .with("records_out", p.records_out)
+            .with("records_per_second", rate)
+            .with("bytes_read", p.bytes_read),
+    );
+}
+
+fn say_outcome(narrator: &Narrator, result: &Result<RunReport, RunError>) {
+    match result {
+        Ok(report) => {
+            let action = if report.stopped_by.is_some() { "run.stopped" } else { "run.succeeded" };
+            let mut message = format!(
+                "{} records in, {} out in {:.3} s ({} records/s)",
+                thousands(report.records_in),
+                thousands(report.records_out),
+                report.elapsed.as_secs_f64(),
+                thousands(report.records_per_second().round() as u64)
+            );
+            if let Some(signal) = report.stopped_by {
+                message.push_str(&format!("; stopped early by {signal}, drained"));
+            }
+            let mut fields = Fields::new()
+                .with("records_in", report.records_in)
+                .with("records_out", report.records_out)
+                .with("elapsed_ms", report.elapsed.as_millis() as u64);
+            for (node, node_report) in &report.nodes {
+                for (label, n) in &node_report.counts {
+                    fields = fields.with(&format!("{node}.{label}"), *n);
+                }
+            }
+            narrator.info(action, None, &message, fields);
+        }
+        Err(RunError::Multiprocess(failure)) => {
+            let root = &failure.root;
+            let mut fields = Fields::new()
+                .with("kind", root.kind.label())
+                .with("group", root.group.as_str())
+                .with("records_out", failure.report.records_out);
+            if let Some(node) = &root.node {
+                fields = fields.with("node", node.as_str());
+            }
+            if let Some(seq) = root.seq {
+                fields = fields.with("seq", seq);
+            }
+            let consequences: Vec<String> = failure.consequences.iter().map(ToString::to_string).collect();
+            if !consequences.is_empty() {
+                fields = fields.with("then", consequences);
+            }
+            narrator.say(Level::Error, "run.failed", Some(&root.group), &root.to_string(), fields);
+        }
+        Err(error) => {
+            narrator.say(Level::Error, "run.failed", None, &format!("{error:#}"), Fields::new());
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+/// Runs the validated config under its profile: the second half of [`run_pipeline`].
+fn run_profile<M: LineMessage>(
+    config: &PipelineConfig,
+    base_dir: &Path,
+    options: &RunOptions,
+    tracing: &EffectiveTracing,
+    (input, output): (&str, &str),
+    correlation_id: CorrelationId,
+    mut pipeline: hopline_model::Pipeline<M>,
+    narrator: Option<&Narrator>,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<RunReport, RunError> {
+    let (input, output) = (input.to_string(), output.to_string());
     match config.runtime.profile {
         Profile::Memory => {}
         Profile::Multiprocess => {
@@ -178,7 +332,8 @@ pub fn run_pipeline<M: LineMessage>(
                 input,
                 output,
                 correlation_id,
-                tracing: &tracing,
+                tracing,
+                narrator,
                 worker,
                 log: if options.verbose { Some(&mut to_stderr) } else { None },
                 notices: if options.quiet { None } else { Some(&mut notices) },
@@ -189,7 +344,7 @@ pub fn run_pipeline<M: LineMessage>(
     let mut source = NdjsonSource::open(&input, correlation_id).map_err(RunError::Source)?;
     let mut traced = match tracing.enabled {
         true => Some(RunTracing::start(
-            &tracing,
+            tracing,
             base_dir,
             correlation_id,
             ProcessIdentity {

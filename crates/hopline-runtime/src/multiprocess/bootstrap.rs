@@ -44,6 +44,9 @@ pub struct Bootstrap {
     /// The run's tracing, as the supervisor resolved it (config, environment and flags), with
     /// the run span events link to. `None` when the run does not trace.
     pub tracing: Option<WorkerTracing>,
+    /// Whether the run narrates (`--narrate`): the worker then writes its own narration lines
+    /// to the standard output it shares with the supervisor.
+    pub narrate: bool,
 }
 
 /// What a worker traces, exactly as the supervisor resolved it: workers never read the
@@ -157,6 +160,8 @@ struct Wire {
     output: String,
     correlation_id: String,
     tracing: Option<TracingWire>,
+    #[serde(default)]
+    narrate: bool,
 }
 
 impl Bootstrap {
@@ -174,6 +179,7 @@ impl Bootstrap {
             output: self.output.clone(),
             correlation_id: format!("{:032x}", self.correlation_id.0),
             tracing: self.tracing.as_ref().map(TracingWire::from),
+            narrate: self.narrate,
         };
         let body = Zeroizing::new(serde_json::to_vec(&wire).map_err(io::Error::other)?);
         let Wire { key_hex: mut copied, .. } = wire;
@@ -232,6 +238,7 @@ impl Bootstrap {
             output: wire.output,
             correlation_id,
             tracing,
+            narrate: wire.narrate,
         })
     }
 }
@@ -252,6 +259,7 @@ mod tests {
             output: "-".into(),
             correlation_id: CorrelationId(0xabc),
             tracing: None,
+            narrate: true,
         }
     }
 

@@ -59,6 +59,7 @@ use signal_hook::consts::{SIGINT, SIGTERM, SIGUSR1};
 use super::bootstrap::{Bootstrap, WorkerTracing};
 use super::control::{ControlError, ControlReader, ControlWriter, GroupStatus, SUPERVISOR, ToSupervisor, ToWorker};
 use super::failure::{Failure, FailureKind};
+use crate::narration::{Fields, Level, Narrator};
 use crate::report::{GroupReport, RunReport, thousands};
 use crate::run::{self, Progress, RunError, resolve};
 use crate::tracing::{Names, ProcessIdentity, RunTracing};
@@ -90,6 +91,8 @@ pub struct Supervised<'a> {
     pub correlation_id: CorrelationId,
     /// The run's tracing, resolved (config, environment, flags).
     pub tracing: &'a EffectiveTracing,
+    /// The supervisor's narration (`--narrate`); workers then narrate too.
+    pub narrator: Option<&'a Narrator>,
     pub worker: WorkerProgram,
     /// Lifecycle lines (`--verbose`), each prefixed with the time since start.
     pub log: Option<&'a mut dyn FnMut(&str)>,
@@ -214,6 +217,7 @@ pub fn supervise(run: Supervised<'_>, progress: &mut dyn FnMut(Progress)) -> Res
         interrupted_by: None,
         stdin_forward: None,
         tracing: None,
+        narrator: run.narrator,
         tx,
         log: run.log,
         notices: run.notices,
@@ -272,12 +276,20 @@ pub fn supervise(run: Supervised<'_>, progress: &mut dyn FnMut(Progress)) -> Res
             output: run.output.clone(),
             correlation_id: run.correlation_id,
             tracing: worker_tracing.clone(),
+            narrate: run.narrator.is_some(),
         };
         let forward = (group.source && run.input == "-").then(|| sup.tx.clone());
         match spawn_worker(&run.worker, &boot, mp, forward) {
             Ok((child, forward)) => {
                 sup.stdin_forward = sup.stdin_forward.take().or(forward);
                 sup.log(&format!("worker `{}` spawned (pid {})", group.name, child.id()));
+                sup.narrate(
+                    Level::Info,
+                    "worker.spawned",
+                    &group.name,
+                    &format!("started the worker of `{}` (pid {})", group.name, child.id()),
+                    Fields::new().with("pid", child.id()),
+                );
                 sup.workers.push(WorkerState::new(&group.name, child));
             }
             Err(e) => {
@@ -362,12 +374,19 @@ struct Supervisor<'a> {
     stdin_forward: Option<Arc<StdinForward>>,
     /// The run span, the supervisor's tracer and the forensic trace, when the run traces.
     tracing: Option<RunTracing>,
+    narrator: Option<&'a Narrator>,
     tx: Sender<Event>,
     log: Option<&'a mut dyn FnMut(&str)>,
     notices: Option<&'a mut dyn FnMut(&str)>,
 }
 
 impl Supervisor<'_> {
+    fn narrate(&self, level: Level, action: &str, target: &str, message: &str, fields: Fields) {
+        if let Some(narrator) = self.narrator {
+            narrator.say(level, action, Some(target), message, fields);
+        }
+    }
+
     fn log(&mut self, line: &str) {
         if let Some(log) = self.log.as_mut() {
             log(&format!("[{:>8.3}s] {line}", self.started.elapsed().as_secs_f64()));
@@ -443,6 +462,8 @@ impl Supervisor<'_> {
             ToSupervisor::Ready => {
                 worker.ready = true;
                 self.log(&format!("worker `{name}` (pid {pid}) ready"));
+                let message = format!("`{name}` is ready (pid {pid})");
+                self.narrate(Level::Info, "group.ready", &name, &message, Fields::new().with("pid", pid));
             }
             ToSupervisor::SinkOpen => {
                 self.sink_open = true;
@@ -452,6 +473,21 @@ impl Supervisor<'_> {
                 if (status.records_in, status.records_out) != (worker.status.records_in, worker.status.records_out) {
                     worker.last_progress = Instant::now();
                 }
+                let rejected: u64 = status.rejects.iter().map(|(_, n)| n).sum();
+                let before: u64 = worker.status.rejects.iter().map(|(_, n)| n).sum();
+                if rejected > before && self.narrator.is_some() {
+                    let reasons: Vec<String> =
+                        status.rejects.iter().map(|(r, n)| format!("{n} {}", r.replace('_', " "))).collect();
+                    let message = format!(
+                        "`{name}` rejected {} more frames that were not from its upstream group ({} in all: {})",
+                        rejected - before,
+                        rejected,
+                        reasons.join(", ")
+                    );
+                    let fields = Fields::new().with("rejected", rejected).with("new", rejected - before);
+                    self.narrate(Level::Warn, "frames.rejected", &name, &message, fields);
+                }
+                let worker = &mut self.workers[usize::from(group)];
                 worker.status = status;
                 report_progress(&self.workers, progress);
             }
@@ -479,6 +515,7 @@ impl Supervisor<'_> {
                 worker.failed = true;
                 failure.pid = Some(pid);
                 self.log(&format!("worker `{name}` (pid {pid}) failed: {failure}"));
+                self.narrate(Level::Error, "group.failed", &name, &failure.to_string(), Fields::new().with("pid", pid));
                 self.failures.push(failure);
             }
         }
@@ -520,6 +557,7 @@ impl Supervisor<'_> {
                 let line = format!("{name}: stopping; draining the pipeline (send it again to kill the workers)");
                 self.log(&line);
                 self.notice(&line);
+                self.narrate(Level::Warn, "run.stopping", "run", &line, Fields::new().with("signal", name));
                 stop_source(&mut self.workers, self.stdin_forward.as_ref());
                 self.phase = Phase::Draining(Instant::now() + self.mp.stop_timeout);
             }
@@ -528,6 +566,7 @@ impl Supervisor<'_> {
                 let line = format!("{name}: killing every worker");
                 self.log(&line);
                 self.notice(&line);
+                self.narrate(Level::Error, "run.killing", "run", &line, Fields::new().with("signal", name));
                 self.interrupted_by = Some(name);
                 let cause = format!("stopped by {name}; the workers were killed");
                 self.failures.push(Failure::new(FailureKind::LifecycleStop, "(all)", None, cause));
@@ -634,6 +673,8 @@ impl Supervisor<'_> {
         }
         if self.sink_open {
             self.log("starting ingress");
+            let message = format!("every group is ready ({}); reading the input", self.workers.len());
+            self.narrate(Level::Info, "run.ingress", "run", &message, Fields::new());
             for worker in &mut self.workers {
                 send(worker, &ToWorker::Start);
             }

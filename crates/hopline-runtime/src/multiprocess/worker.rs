@@ -33,6 +33,8 @@ use super::failure::{Failure, FailureKind, chain};
 use super::link::{LinkCounters, LinkSender, spawn_listener};
 use crate::adapters::{NdjsonSink, NdjsonSource, Sink, SinkError, Source, SourceError};
 use crate::memory::{self, Work};
+use crate::narration::{Actor, Fields, Level, Narrator};
+use crate::report::thousands;
 use crate::run::{self, Progress, RunError};
 use crate::tracing::{
     ForensicSend, LineSend, Names, ProcessIdentity, TraceStartError, TraceStats, Tracer, TracerSetup,
@@ -121,8 +123,10 @@ struct Worker<M: Message> {
     /// What this worker traces (the supervisor resolved it), and the names its spans use.
     tracing: Option<(WorkerTracing, Names)>,
     correlation_id: CorrelationId,
-    /// Whether the last status was sent with the trace stats of a finished tracer.
+    /// The trace stats of the finished tracer, for the final status.
     trace_stats: Option<TraceStats>,
+    /// This worker's own narration (`--narrate`), on the stdout it shares with the supervisor.
+    narrator: Option<Narrator>,
 }
 
 impl<M: LineMessage + WireMessage> Worker<M> {
@@ -138,6 +142,10 @@ impl<M: LineMessage + WireMessage> Worker<M> {
             .ok_or_else(|| format!("the config has no process group {}", boot.group))?
             .clone();
         let pid = std::process::id();
+        let narrator = boot.narrate.then(|| {
+            let actor = Actor { process: "worker".into(), group: Some(group.name.clone()), pid };
+            Narrator::stdout(actor, boot.correlation_id)
+        });
         let mut pipeline = registry.build(&config, &[M::LINE], &[M::RECORD]).map_err(|e| e.to_string())?;
         let stages: Vec<_> = pipeline.stages.drain(group.nodes.clone()).collect();
         let pipeline = Pipeline { stages };
@@ -189,6 +197,14 @@ impl<M: LineMessage + WireMessage> Worker<M> {
         let source: Box<dyn Source<M>> = if group.source {
             let source = NdjsonSource::open(&boot.input, boot.correlation_id)
                 .map_err(|e| fail(FailureKind::Execution, Some("source"), chain(&e)))?;
+            if let Some(narrator) = &narrator {
+                let input = if boot.input == "-" { "standard input" } else { boot.input.as_str() };
+                let mut fields = Fields::new();
+                if let (_, Some(size)) = Source::<M>::position(&source) {
+                    fields = fields.with("bytes", size);
+                }
+                narrator.info("source.open", Some(input), &format!("`{}` reads {input}", group.name), fields);
+            }
             Box::new(source)
         } else {
             let upstream = &mp.groups[usize::from(group.index) - 1];
@@ -260,6 +276,7 @@ impl<M: LineMessage + WireMessage> Worker<M> {
                 .map(|t| (t, Names { nodes: node_names, groups: mp.groups.iter().map(|g| g.name.clone()).collect() })),
             correlation_id: boot.correlation_id,
             trace_stats: None,
+            narrator,
         })
     }
 
@@ -280,7 +297,13 @@ impl<M: LineMessage + WireMessage> Worker<M> {
                 return EXIT_ORPHANED;
             }
             match NdjsonSink::create(&path) {
-                Ok(sink) => self.sink = Box::new(sink),
+                Ok(sink) => {
+                    self.sink = Box::new(sink);
+                    if let Some(narrator) = &self.narrator {
+                        let message = format!("`{}` writes {path}", self.group);
+                        narrator.info("sink.open", Some(&path), &message, Fields::new());
+                    }
+                }
                 Err(e) => {
                     let mut failure = Failure::new(FailureKind::Execution, &self.group, Some(self.pid), chain(&e));
                     failure.node = Some("sink".into());
@@ -312,6 +335,24 @@ impl<M: LineMessage + WireMessage> Worker<M> {
         let nodes: Vec<(String, NodeReport)> =
             self.pipeline.stages.iter().map(|s| (s.info.name.clone(), s.node.report())).collect();
         finished.store(true, Ordering::SeqCst);
+        if let Some(narrator) = &self.narrator {
+            let fields = Fields::new().with("records_in", status.records_in).with("records_out", status.records_out);
+            match &result {
+                Ok(()) => {
+                    let message = format!(
+                        "`{}` is done: {} in, {} out",
+                        self.group,
+                        thousands(status.records_in),
+                        thousands(status.records_out)
+                    );
+                    narrator.info("worker.done", Some(&self.group), &message, fields);
+                }
+                Err(error) => {
+                    let message = format!("`{}` failed: {}", self.group, self.describe(error));
+                    narrator.say(Level::Error, "worker.failed", Some(&self.group), &message, fields);
+                }
+            }
+        }
         let mut control = self.control.lock().expect("control lock");
         match result {
             Ok(()) => match control.send(&ToSupervisor::Done { status, nodes }) {
