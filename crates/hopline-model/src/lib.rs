@@ -11,6 +11,7 @@
 //!
 //! Nothing here reads a file, opens a socket or starts a thread: the runtime does that.
 
+pub mod clock;
 pub mod config;
 pub mod envelope;
 pub mod node;

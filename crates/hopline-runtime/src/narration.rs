@@ -25,7 +25,6 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use hopline_model::CorrelationId;
 use serde::{Deserialize, Serialize};
@@ -176,23 +175,7 @@ impl Fields {
 
 /// Now, as RFC 3339 UTC with milliseconds (`2026-11-27T06:40:01.123Z`).
 pub fn utc_now() -> String {
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
-    format_utc(now.as_secs() as i64, now.subsec_millis())
-}
-
-fn format_utc(secs: i64, millis: u32) -> String {
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{millis:03}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+    hopline_model::clock::now_rfc3339()
 }
 
 #[cfg(test)]
@@ -253,13 +236,5 @@ mod tests {
         let line = Narration::parse(text.lines().next().unwrap()).unwrap();
         assert!(line.message.ends_with('…'));
         assert_eq!(line.fields["cut"], true);
-    }
-
-    #[test]
-    fn times_are_rfc3339_utc() {
-        assert_eq!(format_utc(0, 0), "1970-01-01T00:00:00.000Z");
-        assert_eq!(format_utc(1_795_761_601, 123), "2026-11-27T06:40:01.123Z");
-        assert_eq!(format_utc(951_782_400, 5), "2000-02-29T00:00:00.005Z");
-        assert!(utc_now().ends_with('Z'));
     }
 }
