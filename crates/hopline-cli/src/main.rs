@@ -95,6 +95,23 @@ enum Command {
         #[command(subcommand)]
         app: GenerateApp,
     },
+    /// Serve the jobs API: submit pipeline runs, list and cancel them, follow their events
+    /// live (SSE). The first line on stdout is `listening on http://HOST:PORT`.
+    Coordinator {
+        /// Address to listen on; port 0 picks a free one.
+        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:7420")]
+        listen: String,
+        /// File whose first line is the bearer token that requests changing state must
+        /// present (else the variable HOPLINE_TOKEN). At least 16 characters.
+        #[arg(long, value_name = "PATH")]
+        token_file: Option<PathBuf>,
+        /// How long finished jobs are kept (`30s`, `15m`, `1h`, ...).
+        #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = parse_duration)]
+        retention: Duration,
+        /// How often a quiet event stream gets a comment, so proxies keep it open.
+        #[arg(long, value_name = "DURATION", default_value = "15s", value_parser = parse_duration)]
+        keep_alive: Duration,
+    },
     /// Read forensic trace files (OTLP JSON lines): merge, summarise, export.
     Trace {
         #[command(subcommand)]
@@ -135,6 +152,50 @@ enum GenerateApp {
     },
 }
 
+/// `30s`, `15m`, `2h`, `500ms`: a number and a unit.
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let n: u64 = number.parse().map_err(|_| format!("expected a number and a unit (30s, 15m, 1h); found {text:?}"))?;
+    match unit {
+        "ms" => Ok(Duration::from_millis(n)),
+        "s" => Ok(Duration::from_secs(n)),
+        "m" => Ok(Duration::from_secs(n * 60)),
+        "h" => Ok(Duration::from_secs(n * 3600)),
+        _ => Err(format!("expected a unit of ms, s, m or h; found {text:?}")),
+    }
+}
+
+/// The bearer token: from `--token-file`, else `HOPLINE_TOKEN`.
+fn token(file: Option<&Path>) -> Result<hopline_coordinator::Token, Failure> {
+    match file {
+        Some(path) => hopline_coordinator::Token::from_file(path),
+        None => hopline_coordinator::Token::from_env("HOPLINE_TOKEN"),
+    }
+    .map_err(|e| {
+        Failure::Config(anyhow::Error::new(e).context("no token: give --token-file PATH or set HOPLINE_TOKEN"))
+    })
+}
+
+fn coordinator(
+    listen: &str,
+    token_file: Option<&Path>,
+    retention: Duration,
+    keep_alive: Duration,
+) -> Result<(), Failure> {
+    let mut settings = hopline_coordinator::Settings::new(token(token_file)?);
+    settings.retention = retention;
+    settings.keep_alive = keep_alive.max(Duration::from_millis(10));
+    hopline_coordinator::run_blocking(listen, settings, |addr| {
+        use std::io::Write as _;
+        let mut stdout = std::io::stdout().lock();
+        let _ = writeln!(stdout, "listening on http://{addr}");
+        let _ = stdout.flush();
+    })
+    .with_context(|| format!("coordinator on {listen}"))
+    .map_err(Failure::Run)
+}
+
 fn parse_correlation_id(text: &str) -> Result<CorrelationId, String> {
     CorrelationId::parse(text).ok_or_else(|| format!("expected 32 hex digits or a UUID, found {text:?}"))
 }
@@ -166,6 +227,9 @@ fn main() -> ExitCode {
         }
         Command::Generate { app } => generate(app).map_err(Failure::Run),
         Command::Trace { command } => trace::run(command).map_err(Failure::Run),
+        Command::Coordinator { listen, token_file, retention, keep_alive } => {
+            coordinator(&listen, token_file.as_deref(), retention, keep_alive)
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

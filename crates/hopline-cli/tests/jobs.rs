@@ -1,0 +1,296 @@
+//! `hopline coordinator` as a real process on an ephemeral port, driven over real HTTP: the
+//! jobs API, its tokens and bounds, and each job's SSE stream.
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use reqwest::blocking::Client;
+
+const TOKEN: &str = "test-token-0123456789abcdef";
+
+fn hopline_bin() -> PathBuf {
+    assert_cmd::cargo::cargo_bin("hopline")
+}
+
+/// A running coordinator, killed when dropped.
+struct Coordinator {
+    child: Child,
+    url: String,
+    stderr: mpsc::Receiver<String>,
+    _dir: tempfile::TempDir,
+}
+
+impl Coordinator {
+    fn start(extra: &[&str]) -> Coordinator {
+        let dir = tempfile::tempdir().unwrap();
+        let token = dir.path().join("token");
+        std::fs::write(&token, format!("{TOKEN}\n")).unwrap();
+        let mut child = Command::new(hopline_bin())
+            .args(["coordinator", "--listen", "127.0.0.1:0", "--token-file"])
+            .arg(&token)
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let (tx, stderr) = mpsc::channel();
+        let mut err = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = err.read_to_string(&mut text);
+            let _ = tx.send(text);
+        });
+        let mut line = String::new();
+        stdout.read_line(&mut line).unwrap();
+        let url =
+            line.trim().strip_prefix("listening on ").unwrap_or_else(|| panic!("first line: {line:?}")).to_string();
+        assert!(url.starts_with("http://127.0.0.1:") && !url.ends_with(":0"), "{url}");
+        Coordinator { child, url, stderr, _dir: dir }
+    }
+
+    fn jobs(&self) -> String {
+        format!("{}/v1/jobs", self.url)
+    }
+}
+
+impl Drop for Coordinator {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn client() -> Client {
+    Client::builder().timeout(Duration::from_secs(30)).build().unwrap()
+}
+
+fn submit(coordinator: &Coordinator, headers: &[(&str, &str)]) -> reqwest::blocking::Response {
+    let mut request = client()
+        .post(coordinator.jobs())
+        .header("authorization", format!("Bearer {TOKEN}"))
+        .header("content-type", "application/json")
+        .body(r#"{"config_name":"baseline.yml","config":"app: fund_load\n","input":"/data/in.txt"}"#);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    request.send().unwrap()
+}
+
+fn json(response: reqwest::blocking::Response) -> serde_json::Value {
+    serde_json::from_str(&response.text().unwrap()).unwrap()
+}
+
+/// One SSE event as read: (id, event name, data).
+type SseEvent = (Option<u64>, String, String);
+
+/// Follows a job's stream on a thread; events arrive on the channel, and the channel closes
+/// when the stream ends.
+fn follow(url: String, last_event_id: Option<u64>) -> mpsc::Receiver<SseEvent> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut request = Client::builder().build().unwrap().get(url);
+        if let Some(last) = last_event_id {
+            request = request.header("last-event-id", last.to_string());
+        }
+        let response = request.send().unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        assert!(response.headers()["content-type"].to_str().unwrap().starts_with("text/event-stream"));
+        let (mut id, mut name, mut data) = (None, String::new(), String::new());
+        for line in BufReader::new(response).lines() {
+            let Ok(line) = line else { return };
+            if line.is_empty() {
+                if !name.is_empty() {
+                    let _ = tx.send((id.take(), std::mem::take(&mut name), std::mem::take(&mut data)));
+                }
+            } else if let Some(value) = line.strip_prefix("id: ") {
+                id = value.parse().ok();
+            } else if let Some(value) = line.strip_prefix("event: ") {
+                name = value.to_string();
+            } else if let Some(value) = line.strip_prefix("data: ") {
+                data.push_str(value);
+            }
+        }
+    });
+    rx
+}
+
+fn next(rx: &mpsc::Receiver<SseEvent>) -> SseEvent {
+    rx.recv_timeout(Duration::from_secs(30)).expect("an event within 30 s")
+}
+
+#[test]
+fn submitting_needs_the_token_and_gives_a_queued_job_with_its_correlation_id() {
+    let coordinator = Coordinator::start(&[]);
+    let without = client().post(coordinator.jobs()).body("{}").send().unwrap();
+    assert_eq!(without.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(without.headers()["www-authenticate"], "Bearer");
+    let wrong = client().post(coordinator.jobs()).header("authorization", format!("Bearer {TOKEN}x")).body("{}").send();
+    assert_eq!(wrong.unwrap().status(), StatusCode::UNAUTHORIZED);
+
+    let response = submit(&coordinator, &[("x-correlation-id", "0af76519-16cd-43dd-8448-eb211c80319c")]);
+    assert_eq!(response.status(), StatusCode::CREATED);
+    assert_eq!(response.headers()["x-correlation-id"], "0af7651916cd43dd8448eb211c80319c");
+    let location = response.headers()["location"].to_str().unwrap().to_string();
+    let job = json(response);
+    let id = job["id"].as_str().unwrap().to_string();
+    assert_eq!(id.len(), 32, "a 128-bit id");
+    assert_eq!(location, format!("/v1/jobs/{id}"));
+    assert_eq!(job["state"], "queued");
+    assert_eq!(job["config"], "baseline.yml");
+    assert_eq!(job["correlation_id"], "0af7651916cd43dd8448eb211c80319c");
+
+    let generated = json(submit(&coordinator, &[]));
+    assert_eq!(generated["correlation_id"].as_str().unwrap().len(), 32, "one is made when none is sent");
+    assert_ne!(generated["id"], job["id"]);
+
+    let listed = json(client().get(coordinator.jobs()).send().unwrap());
+    let ids: Vec<&str> = listed["jobs"].as_array().unwrap().iter().map(|j| j["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, [id.as_str(), generated["id"].as_str().unwrap()], "oldest first");
+    let viewed = json(client().get(format!("{}/{id}", coordinator.jobs())).send().unwrap());
+    assert_eq!(viewed["id"], job["id"]);
+}
+
+#[test]
+fn bad_requests_are_refused_with_a_reason() {
+    let coordinator = Coordinator::start(&[]);
+    let bad_correlation = submit(&coordinator, &[("x-correlation-id", "not-a-correlation-id")]);
+    assert_eq!(bad_correlation.status(), StatusCode::BAD_REQUEST);
+    assert!(json(bad_correlation)["error"].as_str().unwrap().starts_with("x-correlation-id: expected 32 hex digits"));
+    let bad_traceparent = submit(&coordinator, &[("traceparent", "00-0000-xyz-01")]);
+    assert_eq!(bad_traceparent.status(), StatusCode::BAD_REQUEST);
+    assert!(json(bad_traceparent)["error"].as_str().unwrap().starts_with("traceparent: expected a W3C"));
+
+    let post = |body: String| {
+        client().post(coordinator.jobs()).header("authorization", format!("Bearer {TOKEN}")).body(body).send().unwrap()
+    };
+    let not_json = post("config: x".into());
+    assert_eq!(not_json.status(), StatusCode::BAD_REQUEST);
+    assert!(json(not_json)["error"].as_str().unwrap().contains("JSON object with `config`"));
+    let unknown_key = post(r#"{"config":"app: x","cofnig_name":"y"}"#.into());
+    assert_eq!(unknown_key.status(), StatusCode::BAD_REQUEST);
+    let empty = post(r#"{"config":"  "}"#.into());
+    assert_eq!(json(empty)["error"], "config: the pipeline config's text is empty");
+    let huge = post(format!(r#"{{"config":"{}"}}"#, "x".repeat(2 << 20)));
+    assert_eq!(huge.status(), StatusCode::PAYLOAD_TOO_LARGE);
+
+    let unknown = client().get(format!("{}/{}", coordinator.jobs(), "0".repeat(32))).send().unwrap();
+    assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
+    let malformed = client().get(format!("{}/../etc", coordinator.jobs())).send().unwrap();
+    assert_eq!(malformed.status(), StatusCode::NOT_FOUND);
+    let events = client().get(format!("{}/{}/events", coordinator.jobs(), "f".repeat(32))).send().unwrap();
+    assert_eq!(events.status(), StatusCode::NOT_FOUND);
+}
+
+#[test]
+fn followers_see_each_event_once_in_order_and_the_stream_ends_after_the_terminal_event() {
+    let coordinator = Coordinator::start(&[]);
+    let id = json(submit(&coordinator, &[]))["id"].as_str().unwrap().to_string();
+    let events_url = format!("{}/{id}/events", coordinator.jobs());
+    let first = follow(events_url.clone(), None);
+    let second = follow(events_url.clone(), None);
+    for rx in [&first, &second] {
+        let (event_id, name, data) = next(rx);
+        assert_eq!((event_id, name.as_str()), (Some(1), "state"));
+        assert_eq!(serde_json::from_str::<serde_json::Value>(&data).unwrap()["state"], "queued");
+    }
+
+    let unauthorized = client().delete(format!("{}/{id}", coordinator.jobs())).send().unwrap();
+    assert_eq!(unauthorized.status(), StatusCode::UNAUTHORIZED);
+    let cancel = || {
+        client()
+            .delete(format!("{}/{id}", coordinator.jobs()))
+            .header("authorization", format!("Bearer {TOKEN}"))
+            .send()
+    };
+    let cancelled = cancel().unwrap();
+    assert_eq!(cancelled.status(), StatusCode::OK);
+    assert_eq!(json(cancelled)["state"], "cancelled");
+    for rx in [&first, &second] {
+        let (event_id, name, data) = next(rx);
+        assert_eq!((event_id, name.as_str()), (Some(2), "cancelled"));
+        assert!(data.contains("cancelled by the client"), "{data}");
+        assert!(rx.recv_timeout(Duration::from_secs(30)).is_err(), "the stream ends after its terminal event");
+    }
+    let again = cancel().unwrap();
+    assert_eq!(again.status(), StatusCode::CONFLICT);
+    assert!(json(again)["error"].as_str().unwrap().ends_with("is cancelled: there is nothing to cancel"));
+
+    // A client coming back after event 1 gets event 2 alone; after event 2, nothing, and the
+    // stream ends at once.
+    let resumed = follow(events_url.clone(), Some(1));
+    assert_eq!(next(&resumed).0, Some(2));
+    assert!(resumed.recv_timeout(Duration::from_secs(30)).is_err());
+    let caught_up = follow(events_url, Some(2));
+    assert!(caught_up.recv_timeout(Duration::from_secs(30)).is_err());
+    let view = json(client().get(format!("{}/{id}", coordinator.jobs())).send().unwrap());
+    assert_eq!(view["last_event_id"], 2);
+    assert!(view["finished_at"].as_str().unwrap().ends_with('Z'));
+}
+
+#[test]
+fn a_quiet_stream_stays_open_with_comments_and_finished_jobs_are_removed_after_the_retention() {
+    let coordinator = Coordinator::start(&["--retention", "2s", "--keep-alive", "100ms"]);
+    let id = json(submit(&coordinator, &[]))["id"].as_str().unwrap().to_string();
+    // A raw read, where keep-alive comments show: the queued job's stream stays open, with
+    // a comment every 100 ms, for as long as the job is quiet.
+    let response = client().get(format!("{}/{id}/events", coordinator.jobs())).send().unwrap();
+    let mut reader = BufReader::new(response);
+    let mut line = String::new();
+    reader.read_line(&mut line).unwrap();
+    assert_eq!(line, "id: 1\n");
+    let mut comments = 0;
+    while comments < 5 {
+        line.clear();
+        assert!(reader.read_line(&mut line).unwrap() > 0, "the quiet stream stays open");
+        if line == ": keep-alive\n" {
+            comments += 1;
+        }
+    }
+    let cancelled = client()
+        .delete(format!("{}/{id}", coordinator.jobs()))
+        .header("authorization", format!("Bearer {TOKEN}"))
+        .send()
+        .unwrap();
+    assert_eq!(cancelled.status(), StatusCode::OK);
+    let mut rest = String::new();
+    reader.read_to_string(&mut rest).unwrap();
+    assert!(rest.contains("event: cancelled"), "{rest}");
+
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let status = client().get(format!("{}/{id}", coordinator.jobs())).send().unwrap().status();
+        if status == StatusCode::NOT_FOUND {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the finished job was never removed");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn the_coordinator_needs_a_token_and_never_prints_it() {
+    let output = Command::new(hopline_bin())
+        .args(["coordinator", "--listen", "127.0.0.1:0"])
+        .env_remove("HOPLINE_TOKEN")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("no token: give --token-file PATH or set HOPLINE_TOKEN"), "{stderr}");
+
+    // SIGTERM stops a running coordinator cleanly, with no token in anything it printed.
+    let mut coordinator = Coordinator::start(&[]);
+    assert_eq!(submit(&coordinator, &[]).status(), StatusCode::CREATED);
+    // SAFETY: kill(2) on the pid of a child this test started; no memory involved.
+    unsafe { libc::kill(coordinator.child.id() as i32, libc::SIGTERM) };
+    let status = coordinator.child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    let stderr = coordinator.stderr.recv_timeout(Duration::from_secs(30)).unwrap();
+    assert!(!stderr.contains(TOKEN), "{stderr}");
+}

@@ -1,0 +1,112 @@
+//! The coordinator: the HTTP API users submit jobs to and watch them through.
+//!
+//! | method and path | what it does | token |
+//! | --- | --- | --- |
+//! | `POST /v1/jobs` | submits a job (JSON: `config_name`, `config`, `input`, `output`); `201` with the job | yes |
+//! | `GET /v1/jobs` | every job, oldest first | no |
+//! | `GET /v1/jobs/{id}` | one job | no |
+//! | `DELETE /v1/jobs/{id}` | cancels a job that has not finished | yes |
+//! | `GET /v1/jobs/{id}/events` | the job's events as SSE, resumed after `Last-Event-ID` | no |
+//!
+//! - **Tokens.** Every request that changes state carries `Authorization: Bearer <token>`,
+//!   compared in constant time; the token is read from a file or a variable and never printed.
+//! - **Correlation.** `x-correlation-id` (32 hex digits or a UUID) is taken, or one is made;
+//!   a malformed one is a `400` that says what was expected. `traceparent`, when sent, must be
+//!   a valid W3C version-00 value. Both are kept with the job and go with it to its agent.
+//! - **Bounds.** Request bodies are at most `max_body_bytes` (`413` beyond); each job keeps at
+//!   most `event_capacity` events (see [`hopline_jobs::Registry`]); finished jobs are removed
+//!   after `retention`.
+//! - **Streams** end after the job's terminal event (`succeeded`, `failed`, `cancelled`), never
+//!   on an idle timer: a quiet job's stream gets a comment every `keep_alive`. Any number of
+//!   clients may follow one job; a client that goes away changes nothing.
+
+mod auth;
+mod http;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use auth::{Token, TokenError};
+use hopline_jobs::Registry;
+
+/// How a coordinator behaves.
+#[derive(Debug)]
+pub struct Settings {
+    pub token: Token,
+    /// The largest request body, in bytes.
+    pub max_body_bytes: usize,
+    /// Events kept per job.
+    pub event_capacity: usize,
+    /// How long finished jobs are kept.
+    pub retention: Duration,
+    /// How often a quiet stream gets a comment.
+    pub keep_alive: Duration,
+}
+
+impl Settings {
+    /// The largest request body unless configured: a pipeline config is a few KiB.
+    pub const DEFAULT_MAX_BODY_BYTES: usize = 1 << 20;
+    pub const DEFAULT_KEEP_ALIVE: Duration = Duration::from_secs(15);
+
+    pub fn new(token: Token) -> Settings {
+        Settings {
+            token,
+            max_body_bytes: Self::DEFAULT_MAX_BODY_BYTES,
+            event_capacity: Registry::DEFAULT_EVENT_CAPACITY,
+            retention: Registry::DEFAULT_RETENTION,
+            keep_alive: Self::DEFAULT_KEEP_ALIVE,
+        }
+    }
+}
+
+/// Serves the API on `listener` until `shutdown` completes. Finished jobs are expired
+/// while it runs.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    settings: Settings,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let registry = Arc::new(Registry::new(settings.event_capacity, settings.retention));
+    let expiring = Arc::clone(&registry);
+    let every = (settings.retention / 10).clamp(Duration::from_millis(100), Duration::from_secs(60));
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        loop {
+            tick.tick().await;
+            expiring.expire(std::time::SystemTime::now());
+        }
+    });
+    let app = http::router(http::AppState { registry, settings: Arc::new(settings) });
+    axum::serve(listener, app).with_graceful_shutdown(shutdown).await
+}
+
+/// Runs a coordinator on `listen` (`127.0.0.1:0` picks a free port) on a runtime of its own,
+/// calling `on_listening` with the bound address once it takes connections, until SIGINT or
+/// SIGTERM (open streams are closed).
+pub fn run_blocking(
+    listen: &str,
+    settings: Settings,
+    on_listening: impl FnOnce(std::net::SocketAddr),
+) -> std::io::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(listen).await?;
+        on_listening(listener.local_addr()?);
+        serve(listener, settings, stop_signal()).await
+    })
+}
+
+/// Completes on the first SIGINT or SIGTERM.
+async fn stop_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) {
+        (Ok(mut interrupt), Ok(mut terminate)) => {
+            tokio::select! {
+                _ = interrupt.recv() => {}
+                _ = terminate.recv() => {}
+            }
+        }
+        // Without signal handlers, run until killed.
+        _ => std::future::pending::<()>().await,
+    }
+}
