@@ -111,6 +111,58 @@ enum Command {
         /// How often a quiet event stream gets a comment, so proxies keep it open.
         #[arg(long, value_name = "DURATION", default_value = "15s", value_parser = parse_duration)]
         keep_alive: Duration,
+        /// An agent silent this long is presumed gone, and its jobs fail.
+        #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+        agent_timeout: Duration,
+    },
+    /// Run jobs for a coordinator on this host: each as `hopline run --narrate` (with its
+    /// workers), reporting every line they print and how the run ended.
+    Agent {
+        /// The coordinator's URL (`http://host:port`).
+        #[arg(long, value_name = "URL")]
+        coordinator: String,
+        /// File whose first line is the shared bearer token (else the variable HOPLINE_TOKEN).
+        #[arg(long, value_name = "PATH")]
+        token_file: Option<PathBuf>,
+        /// Address to take jobs on; port 0 picks a free one.
+        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:0")]
+        listen: String,
+        /// The URL the coordinator reaches this agent at (default: from the bound address).
+        #[arg(long, value_name = "URL")]
+        advertise: Option<String>,
+        /// How the agent names itself (default: agent-PID).
+        #[arg(long)]
+        name: Option<String>,
+        /// How often the agent tells the coordinator it is alive.
+        #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration)]
+        heartbeat: Duration,
+        /// How long a cancelled run has to drain before it is killed.
+        #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+        stop_grace: Duration,
+    },
+    /// Submit a pipeline config as a job to a coordinator; with --follow, watch it live and
+    /// exit with its outcome (0 succeeded, 1 failed, 3 cancelled, 2 refused).
+    Submit {
+        /// Pipeline config file (YAML); its text is sent.
+        config: PathBuf,
+        /// The coordinator's URL (`http://host:port`).
+        #[arg(long, value_name = "URL")]
+        coordinator: String,
+        /// File whose first line is the bearer token (else the variable HOPLINE_TOKEN).
+        #[arg(long, value_name = "PATH")]
+        token_file: Option<PathBuf>,
+        /// The input's path on the agent's host.
+        #[arg(long, short, value_name = "PATH")]
+        input: Option<String>,
+        /// The output's path on the agent's host.
+        #[arg(long, short, value_name = "PATH")]
+        output: Option<String>,
+        /// The job's correlation id: 32 hex digits or a UUID. The coordinator makes one if absent.
+        #[arg(long, value_name = "ID", value_parser = parse_correlation_id)]
+        correlation_id: Option<CorrelationId>,
+        /// Render the job's events live, until it ends.
+        #[arg(long)]
+        follow: bool,
     },
     /// Read forensic trace files (OTLP JSON lines): merge, summarise, export.
     Trace {
@@ -167,26 +219,18 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
 }
 
 /// The bearer token: from `--token-file`, else `HOPLINE_TOKEN`.
-fn token(file: Option<&Path>) -> Result<hopline_coordinator::Token, Failure> {
+fn token(file: Option<&Path>) -> Result<hopline_server::Token, Failure> {
     match file {
-        Some(path) => hopline_coordinator::Token::from_file(path),
-        None => hopline_coordinator::Token::from_env("HOPLINE_TOKEN"),
+        Some(path) => hopline_server::Token::from_file(path),
+        None => hopline_server::Token::from_env("HOPLINE_TOKEN"),
     }
     .map_err(|e| {
         Failure::Config(anyhow::Error::new(e).context("no token: give --token-file PATH or set HOPLINE_TOKEN"))
     })
 }
 
-fn coordinator(
-    listen: &str,
-    token_file: Option<&Path>,
-    retention: Duration,
-    keep_alive: Duration,
-) -> Result<(), Failure> {
-    let mut settings = hopline_coordinator::Settings::new(token(token_file)?);
-    settings.retention = retention;
-    settings.keep_alive = keep_alive.max(Duration::from_millis(10));
-    hopline_coordinator::run_blocking(listen, settings, |addr| {
+fn coordinator(listen: &str, settings: hopline_server::coordinator::Settings) -> Result<(), Failure> {
+    hopline_server::coordinator::run_blocking(listen, settings, |addr| {
         use std::io::Write as _;
         let mut stdout = std::io::stdout().lock();
         let _ = writeln!(stdout, "listening on http://{addr}");
@@ -194,6 +238,66 @@ fn coordinator(
     })
     .with_context(|| format!("coordinator on {listen}"))
     .map_err(Failure::Run)
+}
+
+struct AgentArgs {
+    coordinator: String,
+    token_file: Option<PathBuf>,
+    listen: String,
+    advertise: Option<String>,
+    name: Option<String>,
+    heartbeat: Duration,
+    stop_grace: Duration,
+}
+
+fn agent(args: AgentArgs) -> Result<(), Failure> {
+    let program = std::env::current_exe().context("cannot find the hopline program").map_err(Failure::Run)?;
+    let settings = hopline_server::agent::AgentSettings {
+        coordinator: args.coordinator.trim_end_matches('/').to_string(),
+        token: token(args.token_file.as_deref())?,
+        name: args.name.unwrap_or_else(|| format!("agent-{}", std::process::id())),
+        advertise: args.advertise,
+        heartbeat: args.heartbeat.max(Duration::from_millis(50)),
+        program,
+        work_dir: std::env::temp_dir().join(format!("hopline-agent-{}", std::process::id())),
+        stop_grace: args.stop_grace,
+    };
+    let work_dir = settings.work_dir.clone();
+    let result = hopline_server::agent::run_blocking(&args.listen, settings, |addr| {
+        use std::io::Write as _;
+        let mut stdout = std::io::stdout().lock();
+        let _ = writeln!(stdout, "listening on http://{addr}");
+        let _ = stdout.flush();
+    });
+    let _ = std::fs::remove_dir_all(work_dir);
+    result.with_context(|| format!("agent on {}", args.listen)).map_err(Failure::Run)
+}
+
+fn submit(
+    config: PathBuf,
+    coordinator: String,
+    token_file: Option<PathBuf>,
+    input: Option<String>,
+    output: Option<String>,
+    correlation_id: Option<CorrelationId>,
+    follow: bool,
+) -> Result<(), Failure> {
+    let submit = hopline_server::client::Submit {
+        coordinator: coordinator.trim_end_matches('/').to_string(),
+        token: token(token_file.as_deref())?,
+        config,
+        input,
+        output,
+        correlation_id: correlation_id.map(|c| c.to_string()),
+        traceparent: std::env::var("TRACEPARENT").ok().filter(|t| !t.is_empty()),
+        follow,
+        color: std::io::stdout().is_terminal(),
+    };
+    match hopline_server::client::run_blocking(&submit, &mut std::io::stdout()) {
+        Ok(0) => Ok(()),
+        Ok(code) => Err(Failure::Stopped(code as u8)),
+        Err(e) => Err(Failure::Config(e.into())),
+    }
 }
 
 fn parse_correlation_id(text: &str) -> Result<CorrelationId, String> {
@@ -227,8 +331,21 @@ fn main() -> ExitCode {
         }
         Command::Generate { app } => generate(app).map_err(Failure::Run),
         Command::Trace { command } => trace::run(command).map_err(Failure::Run),
-        Command::Coordinator { listen, token_file, retention, keep_alive } => {
-            coordinator(&listen, token_file.as_deref(), retention, keep_alive)
+        Command::Agent { coordinator, token_file, listen, advertise, name, heartbeat, stop_grace } => {
+            agent(AgentArgs { coordinator, token_file, listen, advertise, name, heartbeat, stop_grace })
+        }
+        Command::Submit { config, coordinator, token_file, input, output, correlation_id, follow } => {
+            submit(config, coordinator, token_file, input, output, correlation_id, follow)
+        }
+        Command::Coordinator { listen, token_file, retention, keep_alive, agent_timeout } => {
+            let token = token(token_file.as_deref());
+            token.and_then(|token| {
+                let mut settings = hopline_server::coordinator::Settings::new(token);
+                settings.retention = retention;
+                settings.keep_alive = keep_alive.max(Duration::from_millis(10));
+                settings.agent_timeout = agent_timeout;
+                coordinator(&listen, settings)
+            })
         }
     };
     match result {

@@ -2,7 +2,7 @@
 //! jobs API, its tokens and bounds, and each job's SSE stream.
 
 use std::io::{BufRead, BufReader, Read};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -293,4 +293,246 @@ fn the_coordinator_needs_a_token_and_never_prints_it() {
     assert!(status.success(), "{status:?}");
     let stderr = coordinator.stderr.recv_timeout(Duration::from_secs(30)).unwrap();
     assert!(!stderr.contains(TOKEN), "{stderr}");
+}
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+}
+
+/// A running agent for `coordinator`, killed when dropped.
+struct Agent {
+    child: Child,
+}
+
+impl Agent {
+    fn start(coordinator: &Coordinator) -> Agent {
+        let token = coordinator._dir.path().join("token");
+        let mut child = Command::new(hopline_bin())
+            .args([
+                "agent",
+                "--coordinator",
+                &coordinator.url,
+                "--heartbeat",
+                "100ms",
+                "--stop-grace",
+                "5s",
+                "--token-file",
+            ])
+            .arg(&token)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        assert!(line.starts_with("listening on http://127.0.0.1:"), "{line}");
+        // Ready once the coordinator has heard from it.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while json(client().get(format!("{}/v1/agents", coordinator.url)).send().unwrap())["agents"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+        {
+            assert!(Instant::now() < deadline, "the agent never registered");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Agent { child }
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn submit_command(coordinator: &Coordinator, config: &Path, args: &[&str]) -> Command {
+    let mut command = Command::new(hopline_bin());
+    command
+        .arg("submit")
+        .arg(config)
+        .args(["--coordinator", &coordinator.url, "--token-file"])
+        .arg(coordinator._dir.path().join("token"))
+        .args(args);
+    command
+}
+
+/// Every event of a finished job's stream: (name, data as JSON).
+fn all_events(coordinator: &Coordinator, id: &str) -> Vec<(String, serde_json::Value)> {
+    follow(format!("{}/{id}/events", coordinator.jobs()), None)
+        .iter()
+        .map(|(_, name, data)| (name, serde_json::from_str(&data).unwrap()))
+        .collect()
+}
+
+fn wait_for_state(coordinator: &Coordinator, id: &str, state: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while json(client().get(format!("{}/{id}", coordinator.jobs())).send().unwrap())["state"] != state {
+        assert!(Instant::now() < deadline, "job {id} never became {state}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_job_runs_on_an_agent_and_submit_follows_it_live_to_success() {
+    let coordinator = Coordinator::start(&[]);
+    let _agent = Agent::start(&coordinator);
+    let dir = tempfile::tempdir().unwrap();
+    let output = dir.path().join("out.txt");
+    let input = repo().join("tests/fixtures/fund_load/input.txt");
+    let config = repo().join("pipelines/fund_load/multiprocess/baseline.yml");
+    let correlation = "0af7651916cd43dd8448eb211c80319c";
+    let submitted = submit_command(
+        &coordinator,
+        &config,
+        &[
+            "--input",
+            input.to_str().unwrap(),
+            "--output",
+            output.to_str().unwrap(),
+            "--correlation-id",
+            correlation,
+            "--follow",
+        ],
+    )
+    .output()
+    .unwrap();
+    let shown = String::from_utf8_lossy(&submitted.stdout);
+    assert!(submitted.status.success(), "{shown}\n{}", String::from_utf8_lossy(&submitted.stderr));
+    assert_eq!(
+        std::fs::read(&output).unwrap(),
+        std::fs::read(repo().join("tests/fixtures/fund_load/output.txt")).unwrap()
+    );
+    for expected in [
+        "job queued",
+        "job running on agent",
+        "`ingest` is ready",
+        "`egress` is done: 1,000 in, 1,000 out",
+        "job succeeded",
+    ] {
+        assert!(shown.contains(expected), "{expected:?} missing from:\n{shown}");
+    }
+    assert!(!shown.contains('\u{1b}'), "no colours off a terminal");
+
+    let jobs = json(client().get(coordinator.jobs()).send().unwrap());
+    let job = &jobs["jobs"][0];
+    assert_eq!(job["state"], "succeeded");
+    assert_eq!(job["correlation_id"], correlation);
+    let id = job["id"].as_str().unwrap();
+    let events = all_events(&coordinator, id);
+    let narration: Vec<&serde_json::Value> = events.iter().filter(|(n, _)| n == "narration").map(|(_, d)| d).collect();
+    assert!(narration.len() >= 10, "{events:?}");
+    let processes: std::collections::BTreeSet<String> =
+        narration.iter().map(|n| n["actor"]["pid"].to_string()).collect();
+    assert_eq!(processes.len(), 4, "the supervisor and three workers narrate through the agent");
+    assert!(narration.iter().all(|n| n["correlation_id"] == correlation && n["job"] == id));
+    assert!(
+        events.iter().any(|(n, d)| n == "log" && d["stream"] == "stderr"),
+        "the run's summary arrives as log lines"
+    );
+    assert_eq!(events.last().unwrap().0, "succeeded");
+}
+
+#[test]
+fn a_failing_run_fails_its_job_with_the_root_cause_and_submit_says_so() {
+    let coordinator = Coordinator::start(&[]);
+    let _agent = Agent::start(&coordinator);
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("input.ndjson");
+    std::fs::write(&input, (1..=20).map(|i| format!("{{\"n\":{i}}}\n")).collect::<String>()).unwrap();
+    let config = dir.path().join("fault.yml");
+    std::fs::write(
+        &config,
+        "app: probe\nscenario: drill\nruntime:\n  profile: multiprocess\n  batch_size: 1\n  process_groups:\n    - { name: a, nodes: [pass] }\n    - { name: b, nodes: [fault] }\nsource: { kind: ndjson, path: in.ndjson, group: a }\nsink: { kind: ndjson, path: out.ndjson, group: b }\nnodes:\n  - kind: pass\n  - kind: fault\n    params: { at: 3, action: error }\n",
+    )
+    .unwrap();
+    let out = dir.path().join("out.ndjson");
+    let submitted = submit_command(
+        &coordinator,
+        &config,
+        &["-i", input.to_str().unwrap(), "-o", out.to_str().unwrap(), "--follow"],
+    )
+    .output()
+    .unwrap();
+    let shown = String::from_utf8_lossy(&submitted.stdout);
+    assert_eq!(submitted.status.code(), Some(1), "{shown}");
+    let last = shown.lines().last().unwrap();
+    assert!(last.starts_with("job failed: ") && last.contains("fault") && last.contains("event 3"), "{shown}");
+}
+
+#[test]
+fn cancelling_a_running_job_stops_its_run_and_ends_it_cancelled() {
+    let coordinator = Coordinator::start(&[]);
+    let _agent = Agent::start(&coordinator);
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("input.ndjson");
+    std::fs::write(&input, (1..=2000).map(|i| format!("{{\"n\":{i}}}\n")).collect::<String>()).unwrap();
+    let config = dir.path().join("slow.yml");
+    std::fs::write(
+        &config,
+        "app: probe\nscenario: slow\nruntime: { batch_size: 10 }\nsource: { kind: ndjson, path: in.ndjson }\nsink: { kind: ndjson, path: out.ndjson }\nnodes:\n  - kind: delay\n    params: { every_ms: 50, every: 10 }\n",
+    )
+    .unwrap();
+    let out = dir.path().join("out.ndjson");
+    let submitted =
+        submit_command(&coordinator, &config, &["-i", input.to_str().unwrap(), "-o", out.to_str().unwrap()])
+            .output()
+            .unwrap();
+    assert!(submitted.status.success());
+    let id = String::from_utf8(submitted.stdout).unwrap().trim().to_string();
+    assert_eq!(id.len(), 32, "without --follow, the id alone");
+    wait_for_state(&coordinator, &id, "running");
+    // Wait for the run to say it started: its pid comes with its narration.
+    let stream = follow(format!("{}/{id}/events", coordinator.jobs()), None);
+    let pid = loop {
+        let (_, name, data) = next(&stream);
+        let data: serde_json::Value = serde_json::from_str(&data).unwrap();
+        if name == "narration" && data["action"] == "run.start" {
+            break data["actor"]["pid"].as_u64().unwrap() as u32;
+        }
+    };
+    let cancelled = client()
+        .delete(format!("{}/{id}", coordinator.jobs()))
+        .header("authorization", format!("Bearer {TOKEN}"))
+        .send()
+        .unwrap();
+    assert_eq!(cancelled.status(), StatusCode::ACCEPTED);
+    let terminal = loop {
+        let (_, name, data) = next(&stream);
+        if ["succeeded", "failed", "cancelled"].contains(&name.as_str()) {
+            break (name, data);
+        }
+    };
+    assert_eq!(terminal.0, "cancelled", "{terminal:?}");
+    assert!(terminal.1.contains("cancelled by the client"), "{}", terminal.1);
+    assert!(std::fs::metadata(format!("/proc/{pid}")).is_err(), "the run's process is gone");
+}
+
+#[test]
+fn an_agent_that_stops_heartbeating_has_its_jobs_failed_with_the_reason() {
+    let coordinator = Coordinator::start(&["--agent-timeout", "1s"]);
+    let mut agent = Agent::start(&coordinator);
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("input.ndjson");
+    std::fs::write(&input, (1..=2000).map(|i| format!("{{\"n\":{i}}}\n")).collect::<String>()).unwrap();
+    let config = dir.path().join("slow.yml");
+    std::fs::write(
+        &config,
+        "app: probe\nscenario: slow\nruntime: { batch_size: 10 }\nsource: { kind: ndjson, path: in.ndjson }\nsink: { kind: ndjson, path: out.ndjson }\nnodes:\n  - kind: delay\n    params: { every_ms: 50, every: 10 }\n",
+    )
+    .unwrap();
+    let out = dir.path().join("out.ndjson");
+    let submitted =
+        submit_command(&coordinator, &config, &["-i", input.to_str().unwrap(), "-o", out.to_str().unwrap()])
+            .output()
+            .unwrap();
+    let id = String::from_utf8(submitted.stdout).unwrap().trim().to_string();
+    wait_for_state(&coordinator, &id, "running");
+    let _ = agent.child.kill();
+    let _ = agent.child.wait();
+    wait_for_state(&coordinator, &id, "failed");
+    let job = json(client().get(format!("{}/{id}", coordinator.jobs())).send().unwrap());
+    assert!(job["reason"].as_str().unwrap().contains("stopped heartbeating"), "{job}");
 }

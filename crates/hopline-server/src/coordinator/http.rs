@@ -13,16 +13,20 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use futures_util::stream::{self, Stream};
-use hopline_jobs::{JobId, JobRequest, JobState, Registry, RegistryError};
+use hopline_jobs::{EventKind, JobId, JobRequest, JobState, Registry, RegistryError};
 use hopline_model::{CorrelationId, TraceContext};
 use serde::Deserialize;
 use tokio::sync::watch;
 
-use crate::Settings;
+use super::Settings;
+use super::agents::Agents;
+use crate::wire::{Heartbeat, Lines, Outcome};
 
 #[derive(Clone)]
 pub(crate) struct AppState {
     pub(crate) registry: Arc<Registry>,
+    pub(crate) agents: Arc<Agents>,
+    pub(crate) client: reqwest::Client,
     pub(crate) settings: Arc<Settings>,
 }
 
@@ -32,6 +36,9 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/v1/jobs", post(submit).get(list))
         .route("/v1/jobs/{id}", get(view).delete(cancel))
         .route("/v1/jobs/{id}/events", get(events))
+        .route("/v1/jobs/{id}/lines", post(lines))
+        .route("/v1/jobs/{id}/outcome", post(outcome))
+        .route("/v1/agents", post(heartbeat).get(agents))
         .layer(DefaultBodyLimit::max(limit))
         .with_state(state)
 }
@@ -126,6 +133,7 @@ async fn submit(State(state): State<AppState>, headers: HeaderMap, body: Bytes) 
         Ok(id) => id,
         Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     };
+    state.agents.wake.notify_one();
     let Some(view) = state.registry.view(id) else {
         return error(StatusCode::INTERNAL_SERVER_ERROR, "the job vanished as it was made");
     };
@@ -165,13 +173,123 @@ async fn cancel(State(state): State<AppState>, headers: HeaderMap, Path(id): Pat
         return unauthorized();
     }
     let Some(id) = JobId::parse(&id) else { return no_job(&id) };
-    match state.registry.transition(id, JobState::Cancelled, Some("cancelled by the client".into()), None) {
+    if let Some((name, url)) = state.agents.agent_of(id) {
+        // Running on an agent: it stops the run (gracefully, then by force) and reports the
+        // job cancelled. If it cannot be reached, the job is cancelled here.
+        let asked = state
+            .client
+            .post(format!("{url}/v1/runs/{id}/cancel"))
+            .header("authorization", state.settings.token.header_value().as_str())
+            .send()
+            .await;
+        match asked {
+            Ok(response) if response.status().is_success() => {
+                let mut view = serde_json::to_value(state.registry.view(id)).unwrap_or_default();
+                view["cancelling"] = true.into();
+                return (StatusCode::ACCEPTED, Json(view)).into_response();
+            }
+            Ok(response) => {
+                let reason =
+                    format!("cancelled by the client; agent `{name}` answered {} to the stop", response.status());
+                return finish_cancel(&state, id, reason);
+            }
+            Err(e) => {
+                let reason =
+                    format!("cancelled by the client; agent `{name}` could not be reached to stop the run: {e}");
+                return finish_cancel(&state, id, reason);
+            }
+        }
+    }
+    finish_cancel(&state, id, "cancelled by the client".into())
+}
+
+fn finish_cancel(state: &AppState, id: JobId, reason: String) -> Response {
+    state.agents.finished(id);
+    match state.registry.transition(id, JobState::Cancelled, Some(reason), None) {
         Ok(view) => Json(view).into_response(),
         Err(RegistryError::NotFound(_)) => error(StatusCode::NOT_FOUND, format!("no job {id}")),
         Err(RegistryError::Transition(e)) => {
             error(StatusCode::CONFLICT, format!("job {id} is {}: there is nothing to cancel", e.from))
         }
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+async fn heartbeat(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    if !authorized(&state, &headers) {
+        return unauthorized();
+    }
+    match serde_json::from_slice::<Heartbeat>(&body) {
+        Ok(beat) if !beat.name.is_empty() && beat.url.starts_with("http://") => {
+            state.agents.heartbeat(&beat.name, beat.url.trim_end_matches('/'));
+            Json(serde_json::json!({ "ok": true })).into_response()
+        }
+        Ok(_) => error(StatusCode::BAD_REQUEST, "a heartbeat names its agent and its http:// URL"),
+        Err(e) => error(StatusCode::BAD_REQUEST, format!("a heartbeat is {{name, url, running}}: {e}")),
+    }
+}
+
+async fn agents(State(state): State<AppState>) -> Response {
+    Json(serde_json::json!({ "agents": state.agents.list() })).into_response()
+}
+
+/// Lines a job's processes printed: narration lines become `narration` events, the rest
+/// `log` events (`{"stream", "line"}`): nothing printed is lost.
+async fn lines(State(state): State<AppState>, headers: HeaderMap, Path(id): Path<String>, body: Bytes) -> Response {
+    if !authorized(&state, &headers) {
+        return unauthorized();
+    }
+    let Some(id) = JobId::parse(&id) else { return no_job(&id) };
+    let lines: Lines = match serde_json::from_slice(&body) {
+        Ok(lines) => lines,
+        Err(e) => return error(StatusCode::BAD_REQUEST, format!("lines are {{lines: [{{stream, text}}]}}: {e}")),
+    };
+    for line in lines.lines {
+        let (kind, data) = if is_narration(&line.text) {
+            (EventKind::Narration, line.text.trim_end().to_string())
+        } else {
+            (EventKind::Log, serde_json::json!({ "stream": line.stream, "line": line.text }).to_string())
+        };
+        match state.registry.append(id, kind, data) {
+            Ok(_) => {}
+            Err(RegistryError::NotFound(_)) => return no_job(&id.to_string()),
+            Err(e) => return error(StatusCode::CONFLICT, e.to_string()),
+        }
+    }
+    Json(serde_json::json!({ "ok": true })).into_response()
+}
+
+/// Whether a line is a narration line of a version this coordinator knows.
+fn is_narration(line: &str) -> bool {
+    line.trim_start().starts_with("{\"narration\":")
+        && serde_json::from_str::<serde_json::Value>(line).is_ok_and(|v| v["narration"] == 1)
+}
+
+async fn outcome(State(state): State<AppState>, headers: HeaderMap, Path(id): Path<String>, body: Bytes) -> Response {
+    if !authorized(&state, &headers) {
+        return unauthorized();
+    }
+    let Some(id) = JobId::parse(&id) else { return no_job(&id) };
+    let outcome: Outcome = match serde_json::from_slice(&body) {
+        Ok(outcome) => outcome,
+        Err(e) => return error(StatusCode::BAD_REQUEST, format!("an outcome is {{state, reason, exit_code}}: {e}")),
+    };
+    let to = match outcome.state.as_str() {
+        "succeeded" => JobState::Succeeded,
+        "failed" => JobState::Failed,
+        "cancelled" => JobState::Cancelled,
+        other => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("state: expected succeeded, failed or cancelled; found {other:?}"),
+            );
+        }
+    };
+    state.agents.finished(id);
+    match state.registry.transition(id, to, outcome.reason, None) {
+        Ok(view) => Json(view).into_response(),
+        Err(RegistryError::NotFound(_)) => no_job(&id.to_string()),
+        Err(e) => error(StatusCode::CONFLICT, e.to_string()),
     }
 }
 

@@ -1,4 +1,13 @@
-//! The coordinator: the HTTP API users submit jobs to and watch them through.
+//! The coordinator: the HTTP API users submit jobs to and watch them through, and agents
+//! take jobs from and report to.
+//!
+//! A submitted job is queued; the dispatcher hands it to the live agent with the fewest jobs
+//! (`POST {agent}/v1/runs`, with the token, `x-correlation-id` and `traceparent`), marking it
+//! running. The agent sends back every line the run's processes print: a narration line
+//! (`hopline run --narrate`) becomes a `narration` event, anything else a `log` event. It
+//! ends the job with its outcome. Cancelling a running job asks its agent to stop the run
+//! (gracefully, then by force); the agent reports it cancelled. An agent that stops
+//! heartbeating for `agent_timeout` has its jobs failed with the reason.
 //!
 //! | method and path | what it does | token |
 //! | --- | --- | --- |
@@ -7,6 +16,10 @@
 //! | `GET /v1/jobs/{id}` | one job | no |
 //! | `DELETE /v1/jobs/{id}` | cancels a job that has not finished | yes |
 //! | `GET /v1/jobs/{id}/events` | the job's events as SSE, resumed after `Last-Event-ID` | no |
+//! | `POST /v1/agents` | an agent's heartbeat ([`crate::wire::Heartbeat`]) | yes |
+//! | `GET /v1/agents` | the live agents and what they run | no |
+//! | `POST /v1/jobs/{id}/lines` | lines a job's processes printed (from its agent) | yes |
+//! | `POST /v1/jobs/{id}/outcome` | how a job's run ended (from its agent) | yes |
 //!
 //! - **Tokens.** Every request that changes state carries `Authorization: Bearer <token>`,
 //!   compared in constant time; the token is read from a file or a variable and never printed.
@@ -20,14 +33,15 @@
 //!   on an idle timer: a quiet job's stream gets a comment every `keep_alive`. Any number of
 //!   clients may follow one job; a client that goes away changes nothing.
 
-mod auth;
+mod agents;
 mod http;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use auth::{Token, TokenError};
 use hopline_jobs::Registry;
+
+use crate::Token;
 
 /// How a coordinator behaves.
 #[derive(Debug)]
@@ -41,12 +55,16 @@ pub struct Settings {
     pub retention: Duration,
     /// How often a quiet stream gets a comment.
     pub keep_alive: Duration,
+    /// An agent silent this long is presumed gone: its jobs fail.
+    pub agent_timeout: Duration,
 }
 
 impl Settings {
     /// The largest request body unless configured: a pipeline config is a few KiB.
     pub const DEFAULT_MAX_BODY_BYTES: usize = 1 << 20;
     pub const DEFAULT_KEEP_ALIVE: Duration = Duration::from_secs(15);
+    /// Agents heartbeat every second; ten missed heartbeats and an agent is gone.
+    pub const DEFAULT_AGENT_TIMEOUT: Duration = Duration::from_secs(10);
 
     pub fn new(token: Token) -> Settings {
         Settings {
@@ -55,6 +73,7 @@ impl Settings {
             event_capacity: Registry::DEFAULT_EVENT_CAPACITY,
             retention: Registry::DEFAULT_RETENTION,
             keep_alive: Self::DEFAULT_KEEP_ALIVE,
+            agent_timeout: Self::DEFAULT_AGENT_TIMEOUT,
         }
     }
 }
@@ -76,7 +95,15 @@ pub async fn serve(
             expiring.expire(std::time::SystemTime::now());
         }
     });
-    let app = http::router(http::AppState { registry, settings: Arc::new(settings) });
+    let agents = Arc::new(agents::Agents::default());
+    tokio::spawn(agents::dispatch(
+        Arc::clone(&registry),
+        Arc::clone(&agents),
+        settings.token.clone(),
+        settings.agent_timeout,
+    ));
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().map_err(std::io::Error::other)?;
+    let app = http::router(http::AppState { registry, agents, client, settings: Arc::new(settings) });
     axum::serve(listener, app).with_graceful_shutdown(shutdown).await
 }
 
@@ -97,7 +124,7 @@ pub fn run_blocking(
 }
 
 /// Completes on the first SIGINT or SIGTERM.
-async fn stop_signal() {
+pub(crate) async fn stop_signal() {
     use tokio::signal::unix::{SignalKind, signal};
     match (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) {
         (Ok(mut interrupt), Ok(mut terminate)) => {

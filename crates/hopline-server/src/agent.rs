@@ -1,0 +1,388 @@
+//! The agent: runs the coordinator's jobs on this host, each as a `hopline run --narrate`
+//! child (which starts its own workers), and reports back every line they print and how the
+//! run ended.
+//!
+//! | method and path | what it does | token |
+//! | --- | --- | --- |
+//! | `POST /v1/runs` | starts a job ([`crate::wire::RunRequest`]); `202` | yes |
+//! | `POST /v1/runs/{id}/cancel` | stops a job's run: SIGTERM (the run drains), SIGKILL after `stop_grace` | yes |
+//!
+//! - The config is written to the job's own folder, so its relative paths are taken from
+//!   there: jobs give their input and output as paths on this host (`--input`, `--output` of
+//!   `hopline submit`), or use absolute paths in the config.
+//! - The run gets `HOPLINE_JOB_ID`, `CORRELATION_ID` and, when the job has one,
+//!   `TRACEPARENT`; the agent passes `--correlation-id` too, so every narration line and span
+//!   carries the job's correlation id.
+//! - Lines go to the coordinator in order, a batch every 100 ms at most; the outcome goes
+//!   after the last line: `succeeded` (exit 0), `cancelled` (stopped on request), or `failed`
+//!   with the run's own `run.failed` narration as the reason (else its last stderr line).
+//! - Heartbeats (`POST /v1/agents`) go every `heartbeat`, naming the jobs running.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path as UrlPath, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::sync::mpsc;
+
+use crate::Token;
+use crate::wire::{Heartbeat, Line, Lines, Outcome, RunRequest};
+
+/// How an agent behaves.
+#[derive(Debug, Clone)]
+pub struct AgentSettings {
+    /// The coordinator's base URL (`http://host:port`).
+    pub coordinator: String,
+    pub token: Token,
+    /// How the agent names itself to the coordinator.
+    pub name: String,
+    /// The URL the coordinator reaches this agent at; from the bound address when `None`.
+    pub advertise: Option<String>,
+    pub heartbeat: Duration,
+    /// The `hopline` program that runs jobs.
+    pub program: PathBuf,
+    /// Where jobs' folders are made.
+    pub work_dir: PathBuf,
+    /// How long a stopped run has to drain before it is killed.
+    pub stop_grace: Duration,
+}
+
+impl AgentSettings {
+    pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(1);
+    pub const DEFAULT_STOP_GRACE: Duration = Duration::from_secs(10);
+}
+
+/// A run in progress.
+struct Running {
+    pid: Option<u32>,
+    cancel_requested: bool,
+}
+
+#[derive(Clone)]
+struct AgentState {
+    settings: Arc<AgentSettings>,
+    client: reqwest::Client,
+    runs: Arc<Mutex<HashMap<String, Running>>>,
+}
+
+impl AgentState {
+    fn runs(&self) -> std::sync::MutexGuard<'_, HashMap<String, Running>> {
+        self.runs.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// Runs an agent on `listen` until SIGINT or SIGTERM, calling `on_listening` with the bound
+/// address once it takes requests.
+pub fn run_blocking(
+    listen: &str,
+    settings: AgentSettings,
+    on_listening: impl FnOnce(std::net::SocketAddr),
+) -> std::io::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(listen).await?;
+        let addr = listener.local_addr()?;
+        std::fs::create_dir_all(&settings.work_dir)?;
+        let client =
+            reqwest::Client::builder().timeout(Duration::from_secs(10)).build().map_err(std::io::Error::other)?;
+        let url = settings.advertise.clone().unwrap_or_else(|| format!("http://{addr}"));
+        let state = AgentState { settings: Arc::new(settings), client, runs: Arc::new(Mutex::new(HashMap::new())) };
+        tokio::spawn(heartbeats(state.clone(), url));
+        on_listening(addr);
+        let app = Router::new()
+            .route("/v1/runs", post(start))
+            .route("/v1/runs/{id}/cancel", post(cancel))
+            .layer(axum::extract::DefaultBodyLimit::max(4 << 20))
+            .with_state(state);
+        axum::serve(listener, app).with_graceful_shutdown(crate::coordinator::stop_signal()).await
+    })
+}
+
+async fn heartbeats(state: AgentState, url: String) {
+    let mut tick = tokio::time::interval(state.settings.heartbeat);
+    loop {
+        tick.tick().await;
+        let running: Vec<String> = state.runs().keys().cloned().collect();
+        let beat = Heartbeat { name: state.settings.name.clone(), url: url.clone(), running };
+        // A coordinator that is down misses heartbeats; the next one goes anyway.
+        let _ = state
+            .client
+            .post(format!("{}/v1/agents", state.settings.coordinator))
+            .header("authorization", state.settings.token.header_value().as_str())
+            .header("content-type", "application/json")
+            .body(serde_json::to_string(&beat).unwrap_or_default())
+            .send()
+            .await;
+    }
+}
+
+fn refuse(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, axum::Json(serde_json::json!({ "error": message.into() }))).into_response()
+}
+
+fn authorized(state: &AgentState, headers: &HeaderMap) -> bool {
+    state.settings.token.admits(headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()))
+}
+
+async fn start(State(state): State<AgentState>, headers: HeaderMap, body: Bytes) -> Response {
+    if !authorized(&state, &headers) {
+        return refuse(StatusCode::UNAUTHORIZED, "this request needs the coordinator's bearer token");
+    }
+    let request: RunRequest = match serde_json::from_slice(&body) {
+        Ok(request) => request,
+        Err(e) => return refuse(StatusCode::BAD_REQUEST, format!("a run request: {e}")),
+    };
+    if hopline_jobs::JobId::parse(&request.job).is_none() {
+        return refuse(StatusCode::BAD_REQUEST, "job: expected a job id (32 hex digits)");
+    }
+    {
+        let mut runs = state.runs();
+        if runs.contains_key(&request.job) {
+            return refuse(StatusCode::CONFLICT, format!("job {} is already running here", request.job));
+        }
+        runs.insert(request.job.clone(), Running { pid: None, cancel_requested: false });
+    }
+    tokio::spawn(run_job(state, request));
+    (StatusCode::ACCEPTED, axum::Json(serde_json::json!({ "ok": true }))).into_response()
+}
+
+async fn cancel(State(state): State<AgentState>, headers: HeaderMap, UrlPath(id): UrlPath<String>) -> Response {
+    if !authorized(&state, &headers) {
+        return refuse(StatusCode::UNAUTHORIZED, "this request needs the coordinator's bearer token");
+    }
+    let pid = {
+        let mut runs = state.runs();
+        let Some(run) = runs.get_mut(&id) else {
+            return refuse(StatusCode::NOT_FOUND, format!("job {id} is not running here"));
+        };
+        run.cancel_requested = true;
+        run.pid
+    };
+    if let Some(pid) = pid {
+        // The supervisor drains on SIGTERM; its workers die with it if it is killed.
+        signal(pid, libc::SIGTERM);
+        let grace = state.settings.stop_grace;
+        let runs = Arc::clone(&state.runs);
+        tokio::spawn(async move {
+            tokio::time::sleep(grace).await;
+            let still = runs.lock().unwrap_or_else(|p| p.into_inner()).get(&id).and_then(|r| r.pid) == Some(pid);
+            if still {
+                signal(pid, libc::SIGKILL);
+            }
+        });
+    }
+    (StatusCode::ACCEPTED, axum::Json(serde_json::json!({ "ok": true }))).into_response()
+}
+
+fn signal(pid: u32, signal: i32) {
+    // SAFETY: kill(2) on the pid of a child this agent started and has not reaped (the run's
+    // entry holds its pid until it is reaped); no memory is involved.
+    unsafe { libc::kill(pid as i32, signal) };
+}
+
+/// The job's config file name: the last part of what the client named, or `config.yml`.
+fn config_file_name(name: &str) -> String {
+    let base = Path::new(name).file_name().and_then(|n| n.to_str()).unwrap_or("");
+    let clean: String = base.chars().filter(|c| c.is_ascii_alphanumeric() || "._-".contains(*c)).collect();
+    if clean.is_empty() || clean.starts_with('.') { "config.yml".into() } else { clean }
+}
+
+async fn run_job(state: AgentState, request: RunRequest) {
+    let job = request.job.clone();
+    let (lines_tx, lines_rx) = mpsc::channel::<Line>(1024);
+    let sender = tokio::spawn(send_lines(state.clone(), job.clone(), lines_rx));
+    let result = run_child(&state, &request, lines_tx).await;
+    let _ = sender.await;
+    let cancel_requested = state.runs().remove(&job).is_some_and(|r| r.cancel_requested);
+    let outcome = match result {
+        Err(why) => Outcome { state: "failed".into(), reason: Some(why), exit_code: None },
+        Ok(end) if cancel_requested => Outcome {
+            state: "cancelled".into(),
+            reason: Some(format!("cancelled by the client; the run stopped ({})", end.described())),
+            exit_code: end.code,
+        },
+        Ok(end) if end.code == Some(0) => Outcome { state: "succeeded".into(), reason: None, exit_code: Some(0) },
+        Ok(end) => {
+            let reason = end.failure.clone().unwrap_or_else(|| format!("the run ended: {}", end.described()));
+            Outcome { state: "failed".into(), reason: Some(reason), exit_code: end.code }
+        }
+    };
+    let _ = std::fs::remove_dir_all(state.settings.work_dir.join(&job));
+    for _ in 0..5 {
+        let sent = state
+            .client
+            .post(format!("{}/v1/jobs/{job}/outcome", state.settings.coordinator))
+            .header("authorization", state.settings.token.header_value().as_str())
+            .header("content-type", "application/json")
+            .body(serde_json::to_string(&outcome).unwrap_or_default())
+            .send()
+            .await;
+        if sent.is_ok_and(|r| r.status().is_success() || r.status().is_client_error()) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// How a run ended.
+struct End {
+    code: Option<i32>,
+    signal: Option<i32>,
+    /// The run's own account of its failure (its `run.failed` narration), else its last
+    /// stderr line.
+    failure: Option<String>,
+}
+
+impl End {
+    fn described(&self) -> String {
+        match (self.code, self.signal) {
+            (Some(code), _) => format!("exit code {code}"),
+            (None, Some(signal)) => format!("killed by signal {signal}"),
+            (None, None) => "no exit status".into(),
+        }
+    }
+}
+
+async fn run_child(state: &AgentState, request: &RunRequest, lines: mpsc::Sender<Line>) -> Result<End, String> {
+    let dir = state.settings.work_dir.join(&request.job);
+    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot make the job's folder {}: {e}", dir.display()))?;
+    let config = dir.join(config_file_name(&request.config_name));
+    std::fs::write(&config, &request.config).map_err(|e| format!("cannot write {}: {e}", config.display()))?;
+    let mut command = tokio::process::Command::new(&state.settings.program);
+    command.arg("run").arg(&config).arg("--narrate").args(["--correlation-id", &request.correlation_id]);
+    if let Some(input) = &request.input {
+        command.args(["--input", input]);
+    }
+    if let Some(output) = &request.output {
+        command.args(["--output", output]);
+    }
+    command
+        .env("HOPLINE_JOB_ID", &request.job)
+        .env("CORRELATION_ID", &request.correlation_id)
+        .env_remove("TRACEPARENT")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if let Some(traceparent) = &request.traceparent {
+        command.env("TRACEPARENT", traceparent);
+    }
+    // A run never outlives its agent: if the agent dies, the run is told to stop (it drains).
+    // SAFETY: prctl(2) with constant arguments between fork and exec; it touches no memory
+    // of the parent and allocates nothing.
+    unsafe {
+        command.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM as libc::c_ulong, 0, 0, 0);
+            Ok(())
+        });
+    }
+    let mut child =
+        command.spawn().map_err(|e| format!("cannot start {} run: {e}", state.settings.program.display()))?;
+    if let Some(run) = state.runs().get_mut(&request.job) {
+        run.pid = child.id();
+        if run.cancel_requested {
+            if let Some(pid) = run.pid {
+                signal(pid, libc::SIGTERM);
+            }
+        }
+    }
+    let stdout = BufReader::new(child.stdout.take().expect("piped"));
+    let stderr = BufReader::new(child.stderr.take().expect("piped"));
+    let failure = Arc::new(Mutex::new((None::<String>, None::<String>)));
+    let out_failure = Arc::clone(&failure);
+    let out_lines = lines.clone();
+    let reading_out = tokio::spawn(async move {
+        let mut stdout = stdout.lines();
+        while let Ok(Some(text)) = stdout.next_line().await {
+            if let Ok(narration) = serde_json::from_str::<serde_json::Value>(&text) {
+                if narration["narration"] == 1 && narration["action"] == "run.failed" {
+                    let message = narration["message"].as_str().unwrap_or_default().to_string();
+                    out_failure.lock().unwrap_or_else(|p| p.into_inner()).0 = Some(message);
+                }
+            }
+            let _ = out_lines.send(Line { stream: "stdout".into(), text }).await;
+        }
+    });
+    let err_failure = Arc::clone(&failure);
+    let reading_err = tokio::spawn(async move {
+        let mut stderr = stderr.lines();
+        while let Ok(Some(text)) = stderr.next_line().await {
+            if !text.trim().is_empty() {
+                err_failure.lock().unwrap_or_else(|p| p.into_inner()).1 = Some(text.clone());
+            }
+            let _ = lines.send(Line { stream: "stderr".into(), text }).await;
+        }
+    });
+    let status = child.wait().await.map_err(|e| format!("cannot wait for the run: {e}"))?;
+    let _ = reading_out.await;
+    let _ = reading_err.await;
+    if let Some(run) = state.runs().get_mut(&request.job) {
+        run.pid = None;
+    }
+    use std::os::unix::process::ExitStatusExt;
+    let (narrated, last_stderr) = failure.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    Ok(End { code: status.code(), signal: status.signal(), failure: narrated.or(last_stderr) })
+}
+
+/// Sends the run's lines to the coordinator in order: whatever has arrived, every 100 ms at
+/// most, until the run's output ends.
+async fn send_lines(state: AgentState, job: String, mut lines: mpsc::Receiver<Line>) {
+    let mut batch = Vec::new();
+    loop {
+        let open = match tokio::time::timeout(Duration::from_millis(100), lines.recv()).await {
+            Ok(Some(line)) => {
+                batch.push(line);
+                while batch.len() < 500 {
+                    match lines.try_recv() {
+                        Ok(line) => batch.push(line),
+                        Err(_) => break,
+                    }
+                }
+                true
+            }
+            Ok(None) => false,
+            Err(_) => true,
+        };
+        if !batch.is_empty() {
+            let body = serde_json::to_string(&Lines { lines: std::mem::take(&mut batch) }).unwrap_or_default();
+            for _ in 0..3 {
+                let sent = state
+                    .client
+                    .post(format!("{}/v1/jobs/{job}/lines", state.settings.coordinator))
+                    .header("authorization", state.settings.token.header_value().as_str())
+                    .header("content-type", "application/json")
+                    .body(body.clone())
+                    .send()
+                    .await;
+                if sent.is_ok_and(|r| r.status().is_success() || r.status().is_client_error()) {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+        if !open {
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_file_names_stay_inside_the_job_folder() {
+        assert_eq!(config_file_name("pipelines/fund_load/baseline.yml"), "baseline.yml");
+        assert_eq!(config_file_name("../../etc/passwd"), "passwd");
+        assert_eq!(config_file_name(".."), "config.yml");
+        assert_eq!(config_file_name(""), "config.yml");
+        assert_eq!(config_file_name("a b$(x).yml"), "abx.yml");
+    }
+}
