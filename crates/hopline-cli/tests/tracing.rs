@@ -62,6 +62,7 @@ impl Running {
             .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
             .env_remove("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
             .env_remove("OTEL_SDK_DISABLED")
+            .env_remove("TRACEPARENT")
             .envs(envs.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -599,4 +600,20 @@ fn forensic_spans_cross_the_control_connection_in_bounded_lines_whatever_the_exp
     let (output, _) = run(&config, &["-i", doubled.to_str().unwrap(), "-o", "/dev/null"]);
     assert!(output.status.success(), "{}", stderr(&output));
     assert!(stderr(&output).contains("22,001 spans, every parent resolved"), "{}", stderr(&output));
+}
+
+#[test]
+fn a_run_under_a_traceparent_joins_the_callers_trace() {
+    let receiver = Receiver::start(Behaviour::Accept).unwrap();
+    let config = repo().join("pipelines/fund_load/baseline.yml");
+    let caller = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let running =
+        Running::start(&["-o", "/dev/null", "--trace-otlp", &receiver.endpoint()], &config, &[("TRACEPARENT", caller)]);
+    let (output, _) = running.finish();
+    assert!(output.status.success(), "{}", stderr(&output));
+    let spans = receiver.wait_for_spans(7_001, PATIENCE).unwrap();
+    let run = spans.iter().find(|s| s.name == "run").unwrap();
+    assert_eq!(run.trace_id, "4bf92f3577b34da6a3ce929d0e0e4736");
+    assert_eq!(run.parent_span_id, "00f067aa0ba902b7");
+    assert_eq!(run.parent_is_remote(), Some(true));
 }

@@ -791,7 +791,7 @@ enum Value<'a> {
 fn is_remote(record: &SpanRecord) -> bool {
     match record.kind {
         Kind::Receive { .. } => true,
-        Kind::Source => record.parent_span_id != [0; 8],
+        Kind::Source | Kind::Run => record.parent_span_id != [0; 8],
         _ => false,
     }
 }

@@ -219,18 +219,28 @@ fn sample_root(sampler: Sampler, trace_id: &[u8; 16]) -> bool {
     }
 }
 
-/// The run's own span: a new trace, ended by [`RunSpan::finish`]. It is recorded whatever the
-/// sampler (it is one span), unless the sampler is `always_off`.
+/// The run's own span, ended by [`RunSpan::finish`]: a child of `parent` (the caller's trace:
+/// an agent's job, a CI step) or a new trace. It is recorded whatever the sampler (it is one
+/// span), unless the sampler is `always_off`.
 pub struct RunSpan {
     pub context: TraceContext,
+    parent_span_id: [u8; 8],
     start_ns: u64,
     correlation_id: CorrelationId,
 }
 
+/// The variable a caller puts its W3C trace context in (as `traceparent` would carry it).
+pub const TRACEPARENT_VAR: &str = "TRACEPARENT";
+
 impl RunSpan {
-    pub fn begin(correlation_id: CorrelationId) -> RunSpan {
+    pub fn begin(correlation_id: CorrelationId, parent: Option<TraceContext>) -> RunSpan {
+        let (trace_id, parent_span_id) = match parent {
+            Some(parent) => (parent.trace_id, parent.span_id),
+            None => (trace::new_trace_id(), [0; 8]),
+        };
         RunSpan {
-            context: TraceContext { trace_id: trace::new_trace_id(), span_id: trace::new_span_id(), flags: 1 },
+            context: TraceContext { trace_id, span_id: trace::new_span_id(), flags: 1 },
+            parent_span_id,
             start_ns: trace::now_ns(),
             correlation_id,
         }
@@ -241,7 +251,7 @@ impl RunSpan {
         trace::record(SpanRecord {
             trace_id: self.context.trace_id,
             span_id: self.context.span_id,
-            parent_span_id: [0; 8],
+            parent_span_id: self.parent_span_id,
             kind: SpanKind::Run,
             start_ns: self.start_ns,
             end_ns: trace::now_ns(),
@@ -273,8 +283,8 @@ pub struct TracingReport {
 }
 
 impl RunTracing {
-    /// Creates the forensic trace's files, opens the run span and starts the tracer on the
-    /// calling thread. `opens_roots`: this process reads the source (the memory profile).
+    /// Creates the forensic trace's files, opens the run span (under `TRACEPARENT`, when set
+    /// and valid) and starts the tracer on the calling thread. `opens_roots`: this process reads the source (the memory profile).
     pub fn start(
         tracing: &EffectiveTracing,
         config_dir: &Path,
@@ -292,7 +302,9 @@ impl RunTracing {
             }
             None => None,
         };
-        let run_span = (tracing.sampler != Sampler::AlwaysOff).then(|| RunSpan::begin(correlation_id));
+        // The caller's trace, if it gave one (an agent passes its job's `traceparent`).
+        let parent = std::env::var(TRACEPARENT_VAR).ok().and_then(|t| TraceContext::parse_traceparent(&t));
+        let run_span = (tracing.sampler != Sampler::AlwaysOff).then(|| RunSpan::begin(correlation_id, parent));
         let send: Option<ForensicSend> = forensic.as_ref().map(|writer| {
             let writer = Arc::clone(writer);
             Box::new(move |line: String| writer.lock().expect("forensic lock").add(&line).is_ok()) as ForensicSend
