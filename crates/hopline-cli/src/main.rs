@@ -114,6 +114,11 @@ enum Command {
         /// An agent silent this long is presumed gone, and its jobs fail.
         #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
         agent_timeout: Duration,
+        /// Trace each job (a span from submit to its end, the parent of its agent's and its
+        /// run's), sending spans over OTLP/HTTP to URL. OTEL_SERVICE_NAME and the OTLP
+        /// variables apply.
+        #[arg(long, value_name = "URL")]
+        trace_otlp: Option<String>,
     },
     /// Run jobs for a coordinator on this host: each as `hopline run --narrate` (with its
     /// workers), reporting every line they print and how the run ended.
@@ -139,6 +144,10 @@ enum Command {
         /// How long a cancelled run has to drain before it is killed.
         #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
         stop_grace: Duration,
+        /// Trace each job run here (a span, child of the coordinator's, parent of the run's),
+        /// sending spans over OTLP/HTTP to URL.
+        #[arg(long, value_name = "URL")]
+        trace_otlp: Option<String>,
     },
     /// Submit a pipeline config as a job to a coordinator; with --follow, watch it live and
     /// exit with its outcome (0 succeeded, 1 failed, 3 cancelled, 2 refused).
@@ -229,8 +238,12 @@ fn token(file: Option<&Path>) -> Result<hopline_server::Token, Failure> {
     })
 }
 
-fn coordinator(listen: &str, settings: hopline_server::coordinator::Settings) -> Result<(), Failure> {
-    hopline_server::coordinator::run_blocking(listen, settings, |addr| {
+fn coordinator(
+    listen: &str,
+    settings: hopline_server::coordinator::Settings,
+    tracer: Option<hopline_runtime::tracing::ServiceTracer>,
+) -> Result<(), Failure> {
+    hopline_server::coordinator::run_blocking(listen, settings, tracer, |addr| {
         use std::io::Write as _;
         let mut stdout = std::io::stdout().lock();
         let _ = writeln!(stdout, "listening on http://{addr}");
@@ -248,9 +261,24 @@ struct AgentArgs {
     name: Option<String>,
     heartbeat: Duration,
     stop_grace: Duration,
+    trace_otlp: Option<String>,
+}
+
+/// A service's tracer when `--trace-otlp` is given: the `OTEL_*` variables apply as for runs.
+fn service_tracer(
+    otlp: Option<String>,
+    role: &str,
+) -> Result<Option<hopline_runtime::tracing::ServiceTracer>, Failure> {
+    let Some(otlp) = otlp else { return Ok(None) };
+    let flags = TracingFlags { otlp: Some(otlp), ..TracingFlags::default() };
+    let settings = hopline_model::TracingConfig::default()
+        .resolve(&|name| std::env::var(name).ok(), &flags)
+        .map_err(|e| Failure::Config(e.into()))?;
+    hopline_runtime::tracing::ServiceTracer::start(&settings, role).map(Some).map_err(|e| Failure::Config(e.into()))
 }
 
 fn agent(args: AgentArgs) -> Result<(), Failure> {
+    let tracer = service_tracer(args.trace_otlp.clone(), "agent")?;
     let program = std::env::current_exe().context("cannot find the hopline program").map_err(Failure::Run)?;
     let settings = hopline_server::agent::AgentSettings {
         coordinator: args.coordinator.trim_end_matches('/').to_string(),
@@ -263,7 +291,7 @@ fn agent(args: AgentArgs) -> Result<(), Failure> {
         stop_grace: args.stop_grace,
     };
     let work_dir = settings.work_dir.clone();
-    let result = hopline_server::agent::run_blocking(&args.listen, settings, |addr| {
+    let result = hopline_server::agent::run_blocking(&args.listen, settings, tracer, |addr| {
         use std::io::Write as _;
         let mut stdout = std::io::stdout().lock();
         let _ = writeln!(stdout, "listening on http://{addr}");
@@ -331,20 +359,20 @@ fn main() -> ExitCode {
         }
         Command::Generate { app } => generate(app).map_err(Failure::Run),
         Command::Trace { command } => trace::run(command).map_err(Failure::Run),
-        Command::Agent { coordinator, token_file, listen, advertise, name, heartbeat, stop_grace } => {
-            agent(AgentArgs { coordinator, token_file, listen, advertise, name, heartbeat, stop_grace })
+        Command::Agent { coordinator, token_file, listen, advertise, name, heartbeat, stop_grace, trace_otlp } => {
+            agent(AgentArgs { coordinator, token_file, listen, advertise, name, heartbeat, stop_grace, trace_otlp })
         }
         Command::Submit { config, coordinator, token_file, input, output, correlation_id, follow } => {
             submit(config, coordinator, token_file, input, output, correlation_id, follow)
         }
-        Command::Coordinator { listen, token_file, retention, keep_alive, agent_timeout } => {
+        Command::Coordinator { listen, token_file, retention, keep_alive, agent_timeout, trace_otlp } => {
             let token = token(token_file.as_deref());
             token.and_then(|token| {
                 let mut settings = hopline_server::coordinator::Settings::new(token);
                 settings.retention = retention;
                 settings.keep_alive = keep_alive.max(Duration::from_millis(10));
                 settings.agent_timeout = agent_timeout;
-                coordinator(&listen, settings)
+                coordinator(&listen, settings, service_tracer(trace_otlp, "coordinator")?)
             })
         }
     };

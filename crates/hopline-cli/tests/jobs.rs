@@ -306,6 +306,10 @@ struct Agent {
 
 impl Agent {
     fn start(coordinator: &Coordinator) -> Agent {
+        Agent::start_with(coordinator, &[])
+    }
+
+    fn start_with(coordinator: &Coordinator, extra: &[&str]) -> Agent {
         let token = coordinator._dir.path().join("token");
         let mut child = Command::new(hopline_bin())
             .args([
@@ -319,6 +323,7 @@ impl Agent {
                 "--token-file",
             ])
             .arg(&token)
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -535,4 +540,57 @@ fn an_agent_that_stops_heartbeating_has_its_jobs_failed_with_the_reason() {
     wait_for_state(&coordinator, &id, "failed");
     let job = json(client().get(format!("{}/{id}", coordinator.jobs())).send().unwrap());
     assert!(job["reason"].as_str().unwrap().contains("stopped heartbeating"), "{job}");
+}
+
+#[test]
+fn one_trace_links_the_client_the_coordinator_the_agent_and_the_run() {
+    let receiver = otlp_receiver::Receiver::start(otlp_receiver::Behaviour::Accept).unwrap();
+    let endpoint = receiver.endpoint();
+    let coordinator = Coordinator::start(&["--trace-otlp", &endpoint]);
+    let _agent = Agent::start_with(&coordinator, &["--trace-otlp", &endpoint]);
+    let dir = tempfile::tempdir().unwrap();
+    let shipped = std::fs::read_to_string(repo().join("pipelines/fund_load/baseline.yml")).unwrap();
+    let traced = shipped.replacen(
+        "runtime:\n",
+        &format!(
+            "runtime:\n  observability:\n    tracing:\n      exporters: [{{ otlp: {{ endpoint: \"{endpoint}\" }} }}]\n"
+        ),
+        1,
+    );
+    let config = dir.path().join("traced.yml");
+    std::fs::write(&config, traced).unwrap();
+    let input = repo().join("tests/fixtures/fund_load/input.txt");
+    let output = dir.path().join("out.txt");
+    let caller = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let submitted = submit_command(
+        &coordinator,
+        &config,
+        &["-i", input.to_str().unwrap(), "-o", output.to_str().unwrap(), "--follow"],
+    )
+    .env("TRACEPARENT", caller)
+    .output()
+    .unwrap();
+    assert!(submitted.status.success(), "{}", String::from_utf8_lossy(&submitted.stdout));
+    // 1,000 events of 7 spans, the run's, the agent's and the coordinator's.
+    let spans = receiver.wait_for_spans(7_003, Duration::from_secs(60)).unwrap();
+    let job_span = |service: &str| {
+        spans
+            .iter()
+            .find(|s| s.name == "job" && s.service_name() == Some(service))
+            .unwrap_or_else(|| panic!("no job span from {service}"))
+    };
+    let coordinator_span = job_span("hopline-coordinator");
+    let agent_span = job_span("hopline-agent");
+    let run = spans.iter().find(|s| s.name == "run").unwrap();
+    assert_eq!(coordinator_span.trace_id, "4bf92f3577b34da6a3ce929d0e0e4736", "the client's trace");
+    assert_eq!(coordinator_span.parent_span_id, "00f067aa0ba902b7");
+    assert_eq!(agent_span.trace_id, coordinator_span.trace_id);
+    assert_eq!(agent_span.parent_span_id, coordinator_span.span_id);
+    assert_eq!(run.trace_id, coordinator_span.trace_id);
+    assert_eq!(run.parent_span_id, agent_span.span_id);
+    let correlation = coordinator_span.attribute("hopline.correlation_id").unwrap();
+    assert!(spans.iter().all(|s| s.attribute("hopline.correlation_id") == Some(correlation)), "every span carries it");
+    let roots: Vec<_> = spans.iter().filter(|s| s.name == "source").collect();
+    assert_eq!(roots.len(), 1000);
+    assert!(roots.iter().all(|r| r.links.first().is_some_and(|l| l.span_id == run.span_id)), "events link to the run");
 }

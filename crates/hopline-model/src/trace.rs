@@ -34,6 +34,9 @@ pub enum Level {
 pub enum SpanKind {
     /// A whole run (the supervisor's, or the memory profile's process).
     Run,
+    /// A job, as a service handling it sees it (the coordinator from submit to its end, an
+    /// agent while it runs the job).
+    Job,
     /// An event's root span, at the source.
     Source,
     /// Node `index` (its position in the pipeline's node list) processing the event.

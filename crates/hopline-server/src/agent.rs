@@ -33,6 +33,8 @@ use axum::routing::post;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::sync::mpsc;
 
+use hopline_runtime::tracing::{JobSpan, ServiceTracer};
+
 use crate::Token;
 use crate::wire::{Heartbeat, Line, Lines, Outcome, RunRequest};
 
@@ -71,6 +73,9 @@ struct AgentState {
     settings: Arc<AgentSettings>,
     client: reqwest::Client,
     runs: Arc<Mutex<HashMap<String, Running>>>,
+    /// The agent's own spans: one per job, the child of the coordinator's and the parent of
+    /// the run's.
+    tracer: Option<Arc<ServiceTracer>>,
 }
 
 impl AgentState {
@@ -84,17 +89,22 @@ impl AgentState {
 pub fn run_blocking(
     listen: &str,
     settings: AgentSettings,
+    tracer: Option<ServiceTracer>,
     on_listening: impl FnOnce(std::net::SocketAddr),
 ) -> std::io::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
-    runtime.block_on(async move {
+    let tracer = tracer.map(Arc::new);
+    let serving = tracer.clone();
+    let result = runtime.block_on(async move {
+        let tracer = serving;
         let listener = tokio::net::TcpListener::bind(listen).await?;
         let addr = listener.local_addr()?;
         std::fs::create_dir_all(&settings.work_dir)?;
         let client =
             reqwest::Client::builder().timeout(Duration::from_secs(10)).build().map_err(std::io::Error::other)?;
         let url = settings.advertise.clone().unwrap_or_else(|| format!("http://{addr}"));
-        let state = AgentState { settings: Arc::new(settings), client, runs: Arc::new(Mutex::new(HashMap::new())) };
+        let state =
+            AgentState { settings: Arc::new(settings), client, runs: Arc::new(Mutex::new(HashMap::new())), tracer };
         tokio::spawn(heartbeats(state.clone(), url));
         on_listening(addr);
         let app = Router::new()
@@ -103,7 +113,12 @@ pub fn run_blocking(
             .layer(axum::extract::DefaultBodyLimit::max(4 << 20))
             .with_state(state);
         axum::serve(listener, app).with_graceful_shutdown(crate::coordinator::stop_signal()).await
-    })
+    });
+    drop(runtime);
+    if let Some(tracer) = tracer.and_then(|t| Arc::try_unwrap(t).ok()) {
+        tracer.finish();
+    }
+    result
 }
 
 async fn heartbeats(state: AgentState, url: String) {
@@ -195,8 +210,15 @@ fn config_file_name(name: &str) -> String {
     if clean.is_empty() || clean.starts_with('.') { "config.yml".into() } else { clean }
 }
 
-async fn run_job(state: AgentState, request: RunRequest) {
+async fn run_job(state: AgentState, mut request: RunRequest) {
     let job = request.job.clone();
+    // The agent's span continues the coordinator's; the run continues the agent's.
+    let span = state.tracer.as_ref().map(|_| {
+        JobSpan::begin(request.traceparent.as_deref().and_then(hopline_model::TraceContext::parse_traceparent))
+    });
+    if let Some(span) = &span {
+        request.traceparent = Some(span.context.to_string());
+    }
     let (lines_tx, lines_rx) = mpsc::channel::<Line>(1024);
     let sender = tokio::spawn(send_lines(state.clone(), job.clone(), lines_rx));
     let result = run_child(&state, &request, lines_tx).await;
@@ -216,6 +238,12 @@ async fn run_job(state: AgentState, request: RunRequest) {
         }
     };
     let _ = std::fs::remove_dir_all(state.settings.work_dir.join(&job));
+    if let (Some(tracer), Some(span)) = (&state.tracer, &span) {
+        let correlation_id = hopline_model::CorrelationId::parse(&request.correlation_id).unwrap_or_default();
+        let failure = (outcome.state != "succeeded")
+            .then(|| format!("{}: {}", outcome.state, outcome.reason.clone().unwrap_or_default()));
+        tracer.record(span.end(correlation_id, failure));
+    }
     for _ in 0..5 {
         let sent = state
             .client

@@ -40,6 +40,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hopline_jobs::Registry;
+use hopline_runtime::tracing::ServiceTracer;
 
 use crate::Token;
 
@@ -83,9 +84,11 @@ impl Settings {
 pub async fn serve(
     listener: tokio::net::TcpListener,
     settings: Settings,
+    tracer: Option<Arc<ServiceTracer>>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let registry = Arc::new(Registry::new(settings.event_capacity, settings.retention));
+    let spans = Arc::new(http::JobSpans::default());
     let expiring = Arc::clone(&registry);
     let every = (settings.retention / 10).clamp(Duration::from_millis(100), Duration::from_secs(60));
     tokio::spawn(async move {
@@ -95,6 +98,17 @@ pub async fn serve(
             expiring.expire(std::time::SystemTime::now());
         }
     });
+    if let Some(tracer) = &tracer {
+        // A job's span ends when the job does, wherever that was decided.
+        let (registry, spans, tracer) = (Arc::clone(&registry), Arc::clone(&spans), Arc::clone(tracer));
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(250));
+            loop {
+                tick.tick().await;
+                spans.end_finished(&registry, &tracer);
+            }
+        });
+    }
     let agents = Arc::new(agents::Agents::default());
     tokio::spawn(agents::dispatch(
         Arc::clone(&registry),
@@ -103,7 +117,14 @@ pub async fn serve(
         settings.agent_timeout,
     ));
     let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().map_err(std::io::Error::other)?;
-    let app = http::router(http::AppState { registry, agents, client, settings: Arc::new(settings) });
+    let app = http::router(http::AppState {
+        registry,
+        agents,
+        client,
+        spans,
+        tracing: tracer.is_some(),
+        settings: Arc::new(settings),
+    });
     axum::serve(listener, app).with_graceful_shutdown(shutdown).await
 }
 
@@ -113,14 +134,22 @@ pub async fn serve(
 pub fn run_blocking(
     listen: &str,
     settings: Settings,
+    tracer: Option<ServiceTracer>,
     on_listening: impl FnOnce(std::net::SocketAddr),
 ) -> std::io::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
-    runtime.block_on(async move {
+    let tracer = tracer.map(Arc::new);
+    let result = runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind(listen).await?;
         on_listening(listener.local_addr()?);
-        serve(listener, settings, stop_signal()).await
-    })
+        serve(listener, settings, tracer.clone(), stop_signal()).await
+    });
+    // The tasks holding the tracer go with the runtime; then its last spans are flushed.
+    drop(runtime);
+    if let Some(tracer) = tracer.and_then(|t| Arc::try_unwrap(t).ok()) {
+        tracer.finish();
+    }
+    result
 }
 
 /// Completes on the first SIGINT or SIGTERM.

@@ -555,7 +555,7 @@ impl Converter {
         record: &SpanRecord,
         attribute: &mut dyn FnMut(&'static str, Value<'a>),
     ) -> (Cow<'a, str>, SpanKind) {
-        if record.kind != Kind::Run {
+        if !matches!(record.kind, Kind::Run | Kind::Job) {
             attribute(attr::SEQ, Value::Int(record.seq as i64));
         }
         attribute(attr::CORRELATION_ID, Value::Hex128(record.correlation_id.0));
@@ -567,6 +567,7 @@ impl Converter {
         };
         match record.kind {
             Kind::Run => ("run".into(), SpanKind::Internal),
+            Kind::Job => ("job".into(), SpanKind::Server),
             Kind::Source => ("source".into(), SpanKind::Internal),
             Kind::Node { index } => {
                 let name: Cow<'a, str> = match self.names.nodes.get(usize::from(index)) {
@@ -791,7 +792,7 @@ enum Value<'a> {
 fn is_remote(record: &SpanRecord) -> bool {
     match record.kind {
         Kind::Receive { .. } => true,
-        Kind::Source | Kind::Run => record.parent_span_id != [0; 8],
+        Kind::Source | Kind::Run | Kind::Job => record.parent_span_id != [0; 8],
         _ => false,
     }
 }

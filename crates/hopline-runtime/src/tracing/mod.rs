@@ -356,6 +356,118 @@ impl RunTracing {
     }
 }
 
+/// Spans of a long-lived service (the coordinator, an agent): records from any thread, shipped
+/// by a thread of its own that owns the tracer.
+pub struct ServiceTracer {
+    records: std::sync::mpsc::Sender<SpanRecord>,
+    thread: std::thread::JoinHandle<TraceStats>,
+}
+
+impl ServiceTracer {
+    /// Starts the tracer thread; `service_name` and `role` make the resource.
+    pub fn start(tracing: &EffectiveTracing, role: &str) -> Result<ServiceTracer, TraceStartError> {
+        let (records, received) = std::sync::mpsc::channel::<SpanRecord>();
+        let (started, start_result) = std::sync::mpsc::channel();
+        let tracing = tracing.clone();
+        let role = role.to_string();
+        let thread = std::thread::Builder::new()
+            .name(format!("trace {role}"))
+            .spawn(move || {
+                let setup = TracerSetup {
+                    tracing: &tracing,
+                    config_dir: Path::new(""),
+                    process: ProcessIdentity {
+                        service_name: format!("{}-{role}", tracing.service_name),
+                        instance_id: format!("{role}-{}", std::process::id()),
+                        pid: std::process::id(),
+                        group: None,
+                    },
+                    names: Names::default(),
+                    opens_roots: false,
+                    run_span: None,
+                    forensic: None,
+                    stdout_via: None,
+                    append_files: false,
+                };
+                let mut tracer = match Tracer::start(setup) {
+                    Ok(tracer) => {
+                        let _ = started.send(Ok(()));
+                        tracer
+                    }
+                    Err(e) => {
+                        let _ = started.send(Err(e));
+                        return TraceStats::default();
+                    }
+                };
+                loop {
+                    match received.recv_timeout(std::time::Duration::from_millis(200)) {
+                        Ok(record) => trace::record(record),
+                        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => tracer.end_batch(),
+                        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return tracer.finish(),
+                    }
+                }
+            })
+            .map_err(|e| TraceStartError::Otlp { endpoint: String::new(), message: e.to_string() })?;
+        match start_result.recv() {
+            Ok(Ok(())) => Ok(ServiceTracer { records, thread }),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(TraceStartError::Otlp { endpoint: String::new(), message: "the tracer thread died".into() }),
+        }
+    }
+
+    /// Ships one span.
+    pub fn record(&self, record: SpanRecord) {
+        let _ = self.records.send(record);
+    }
+
+    /// Flushes and stops.
+    pub fn finish(self) -> TraceStats {
+        drop(self.records);
+        self.thread.join().unwrap_or_default()
+    }
+}
+
+/// A job's span in a service: opened when the service takes the job, noted when it is done.
+#[derive(Debug, Clone, Copy)]
+pub struct JobSpan {
+    /// Its context: what the next hop gets as `traceparent`.
+    pub context: TraceContext,
+    parent_span_id: [u8; 8],
+    start_ns: u64,
+}
+
+impl JobSpan {
+    /// A child of `parent` (the caller's `traceparent`), or a new trace.
+    pub fn begin(parent: Option<TraceContext>) -> JobSpan {
+        let (trace_id, parent_span_id) = match parent {
+            Some(parent) => (parent.trace_id, parent.span_id),
+            None => (trace::new_trace_id(), [0; 8]),
+        };
+        JobSpan {
+            context: TraceContext { trace_id, span_id: trace::new_span_id(), flags: 1 },
+            parent_span_id,
+            start_ns: trace::now_ns(),
+        }
+    }
+
+    /// The span's record, ended now; failed with `failure` if given.
+    pub fn end(&self, correlation_id: CorrelationId, failure: Option<String>) -> SpanRecord {
+        SpanRecord {
+            trace_id: self.context.trace_id,
+            span_id: self.context.span_id,
+            parent_span_id: self.parent_span_id,
+            kind: SpanKind::Job,
+            start_ns: self.start_ns,
+            end_ns: trace::now_ns(),
+            seq: 0,
+            correlation_id,
+            route_hop: 0,
+            handoff_from: None,
+            outcome: failure.map_or(Outcome::None, Outcome::failed),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

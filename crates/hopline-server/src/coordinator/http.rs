@@ -15,6 +15,7 @@ use axum::routing::{get, post};
 use futures_util::stream::{self, Stream};
 use hopline_jobs::{EventKind, JobId, JobRequest, JobState, Registry, RegistryError};
 use hopline_model::{CorrelationId, TraceContext};
+use hopline_runtime::tracing::{JobSpan, ServiceTracer};
 use serde::Deserialize;
 use tokio::sync::watch;
 
@@ -27,7 +28,32 @@ pub(crate) struct AppState {
     pub(crate) registry: Arc<Registry>,
     pub(crate) agents: Arc<Agents>,
     pub(crate) client: reqwest::Client,
+    pub(crate) spans: Arc<JobSpans>,
+    /// Whether the coordinator traces (then each job gets a span, the agent's parent).
+    pub(crate) tracing: bool,
     pub(crate) settings: Arc<Settings>,
+}
+
+/// The open spans of the jobs this coordinator handles.
+#[derive(Default)]
+pub(crate) struct JobSpans(std::sync::Mutex<std::collections::HashMap<JobId, (JobSpan, CorrelationId)>>);
+
+impl JobSpans {
+    /// Ends the spans of the jobs that have finished (or are gone).
+    pub(crate) fn end_finished(&self, registry: &Registry, tracer: &ServiceTracer) {
+        let mut spans = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        spans.retain(|id, (span, correlation_id)| {
+            let view = registry.view(*id);
+            let over = view.as_ref().is_none_or(|v| v.state.is_terminal());
+            if over {
+                let failure = view
+                    .filter(|v| v.state != JobState::Succeeded)
+                    .map(|v| format!("{}: {}", v.state, v.reason.unwrap_or_default()));
+                tracer.record(span.end(*correlation_id, failure));
+            }
+            !over
+        });
+    }
 }
 
 pub(crate) fn router(state: AppState) -> Router {
@@ -121,18 +147,23 @@ async fn submit(State(state): State<AppState>, headers: HeaderMap, body: Bytes) 
     if submit.config.trim().is_empty() {
         return error(StatusCode::BAD_REQUEST, "config: the pipeline config's text is empty");
     }
+    // With tracing, the job's span (a child of the client's) is what the agent continues.
+    let span = state.tracing.then(|| JobSpan::begin(traceparent.as_deref().and_then(TraceContext::parse_traceparent)));
     let request = JobRequest {
         config_name: submit.config_name.unwrap_or_else(|| "config.yml".into()),
         config_text: submit.config,
         input: submit.input,
         output: submit.output,
         correlation_id: correlation_id.to_string(),
-        traceparent,
+        traceparent: span.map(|s| s.context.to_string()).or(traceparent),
     };
     let id = match state.registry.submit(request) {
         Ok(id) => id,
         Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     };
+    if let Some(span) = span {
+        state.spans.0.lock().unwrap_or_else(|p| p.into_inner()).insert(id, (span, correlation_id));
+    }
     state.agents.wake.notify_one();
     let Some(view) = state.registry.view(id) else {
         return error(StatusCode::INTERNAL_SERVER_ERROR, "the job vanished as it was made");
