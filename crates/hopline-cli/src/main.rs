@@ -119,6 +119,10 @@ enum Command {
         /// variables apply.
         #[arg(long, value_name = "URL")]
         trace_otlp: Option<String>,
+        /// An agent known in advance, NAME=URL (repeatable): asked for its health every
+        /// second rather than waited for. Agents can also register themselves.
+        #[arg(long = "agent", value_name = "NAME=URL", value_parser = parse_agent)]
+        agents: Vec<(String, String)>,
     },
     /// Run jobs for a coordinator on this host: each as `hopline run --narrate` (with its
     /// workers), reporting every line they print and how the run ended.
@@ -211,6 +215,16 @@ enum GenerateApp {
         #[arg(long, short, value_name = "PATH")]
         output: Option<PathBuf>,
     },
+}
+
+/// `NAME=http://host:port`.
+fn parse_agent(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((name, url)) if !name.is_empty() && url.starts_with("http://") => {
+            Ok((name.to_string(), url.trim_end_matches('/').to_string()))
+        }
+        _ => Err(format!("expected NAME=http://HOST:PORT; found {text:?}")),
+    }
 }
 
 /// `30s`, `15m`, `2h`, `500ms`: a number and a unit.
@@ -365,13 +379,14 @@ fn main() -> ExitCode {
         Command::Submit { config, coordinator, token_file, input, output, correlation_id, follow } => {
             submit(config, coordinator, token_file, input, output, correlation_id, follow)
         }
-        Command::Coordinator { listen, token_file, retention, keep_alive, agent_timeout, trace_otlp } => {
+        Command::Coordinator { listen, token_file, retention, keep_alive, agent_timeout, trace_otlp, agents } => {
             let token = token(token_file.as_deref());
             token.and_then(|token| {
                 let mut settings = hopline_server::coordinator::Settings::new(token);
                 settings.retention = retention;
                 settings.keep_alive = keep_alive.max(Duration::from_millis(10));
                 settings.agent_timeout = agent_timeout;
+                settings.agents = agents;
                 coordinator(&listen, settings, service_tracer(trace_otlp, "coordinator")?)
             })
         }

@@ -594,3 +594,48 @@ fn one_trace_links_the_client_the_coordinator_the_agent_and_the_run() {
     assert_eq!(roots.len(), 1000);
     assert!(roots.iter().all(|r| r.links.first().is_some_and(|l| l.span_id == run.span_id)), "events link to the run");
 }
+
+#[test]
+fn agents_named_in_the_configuration_are_found_by_their_health() {
+    // The agent's port first, so the coordinator can be told of it.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let url = format!("http://127.0.0.1:{port}");
+    let coordinator = Coordinator::start(&["--agent", &format!("static-a={url}")]);
+    let _agent = Agent::start_with(&coordinator, &["--listen", &format!("127.0.0.1:{port}"), "--name", "self-named"]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let agents = json(client().get(format!("{}/v1/agents", coordinator.url)).send().unwrap());
+        let names: Vec<&str> =
+            agents["agents"].as_array().unwrap().iter().map(|a| a["name"].as_str().unwrap()).collect();
+        if names.contains(&"static-a") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the configured agent was never found: {names:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let health = json(client().get(format!("{url}/v1/health")).send().unwrap());
+    assert_eq!(health["name"], "self-named");
+}
+
+#[test]
+fn submit_refuses_clearly_when_the_coordinator_says_no_or_is_not_there() {
+    let coordinator = Coordinator::start(&[]);
+    let config = repo().join("pipelines/fund_load/baseline.yml");
+    let refused = submit_command(&coordinator, &config, &["--correlation-id", "0af7651916cd43dd8448eb211c80319c"])
+        .env("TRACEPARENT", "not a traceparent")
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("the coordinator refused the job (400): traceparent: expected a W3C"), "{stderr}");
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let nobody = Command::new(hopline_bin())
+        .arg("submit")
+        .arg(&config)
+        .args(["--coordinator", &format!("http://127.0.0.1:{port}"), "--token-file"])
+        .arg(coordinator._dir.path().join("token"))
+        .output()
+        .unwrap();
+    assert_eq!(nobody.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&nobody.stderr).contains("cannot reach the coordinator at http://127.0.0.1:"));
+}

@@ -6,6 +6,7 @@
 //! | --- | --- | --- |
 //! | `POST /v1/runs` | starts a job ([`crate::wire::RunRequest`]); `202` | yes |
 //! | `POST /v1/runs/{id}/cancel` | stops a job's run: SIGTERM (the run drains), SIGKILL after `stop_grace` | yes |
+//! | `GET /v1/health` | the agent's name and how many jobs it runs | no |
 //!
 //! - The config is written to the job's own folder, so its relative paths are taken from
 //!   there: jobs give their input and output as paths on this host (`--input`, `--output` of
@@ -110,6 +111,7 @@ pub fn run_blocking(
         let app = Router::new()
             .route("/v1/runs", post(start))
             .route("/v1/runs/{id}/cancel", post(cancel))
+            .route("/v1/health", axum::routing::get(health))
             .layer(axum::extract::DefaultBodyLimit::max(4 << 20))
             .with_state(state);
         axum::serve(listener, app).with_graceful_shutdown(crate::coordinator::stop_signal()).await
@@ -137,6 +139,13 @@ async fn heartbeats(state: AgentState, url: String) {
             .send()
             .await;
     }
+}
+
+/// `GET /v1/health`: alive, and how many jobs it runs (a coordinator that knows this agent
+/// from its configuration asks).
+async fn health(State(state): State<AgentState>) -> Response {
+    let running = state.runs().len();
+    axum::Json(serde_json::json!({ "name": state.settings.name, "running": running })).into_response()
 }
 
 fn refuse(status: StatusCode, message: impl Into<String>) -> Response {

@@ -58,6 +58,9 @@ pub struct Settings {
     pub keep_alive: Duration,
     /// An agent silent this long is presumed gone: its jobs fail.
     pub agent_timeout: Duration,
+    /// Agents known from the configuration, `(name, base URL)`: the coordinator asks each for
+    /// its health every second (`GET {url}/v1/health`) instead of waiting for heartbeats.
+    pub agents: Vec<(String, String)>,
 }
 
 impl Settings {
@@ -75,6 +78,7 @@ impl Settings {
             retention: Registry::DEFAULT_RETENTION,
             keep_alive: Self::DEFAULT_KEEP_ALIVE,
             agent_timeout: Self::DEFAULT_AGENT_TIMEOUT,
+            agents: Vec::new(),
         }
     }
 }
@@ -110,6 +114,9 @@ pub async fn serve(
         });
     }
     let agents = Arc::new(agents::Agents::default());
+    if !settings.agents.is_empty() {
+        tokio::spawn(agents::poll_configured(Arc::clone(&agents), settings.agents.clone()));
+    }
     tokio::spawn(agents::dispatch(
         Arc::clone(&registry),
         Arc::clone(&agents),

@@ -176,3 +176,18 @@ pub(crate) async fn dispatch(registry: Arc<Registry>, agents: Arc<Agents>, token
         }
     }
 }
+
+/// Asks each configured agent for its health every second; an answer counts as a heartbeat.
+pub(crate) async fn poll_configured(agents: Arc<Agents>, configured: Vec<(String, String)>) {
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(2)).build().expect("an HTTP client");
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        for (name, url) in &configured {
+            let healthy = client.get(format!("{url}/v1/health")).send().await.is_ok_and(|r| r.status().is_success());
+            if healthy {
+                agents.heartbeat(name, url);
+            }
+        }
+    }
+}
