@@ -639,3 +639,35 @@ fn submit_refuses_clearly_when_the_coordinator_says_no_or_is_not_there() {
     assert_eq!(nobody.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&nobody.stderr).contains("cannot reach the coordinator at http://127.0.0.1:"));
 }
+
+#[test]
+fn a_client_that_goes_away_changes_nothing_and_another_can_follow_to_the_end() {
+    let coordinator = Coordinator::start(&[]);
+    let _agent = Agent::start(&coordinator);
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("input.ndjson");
+    std::fs::write(&input, (1..=300).map(|i| format!("{{\"n\":{i}}}\n")).collect::<String>()).unwrap();
+    let config = dir.path().join("slow.yml");
+    std::fs::write(
+        &config,
+        "app: probe\nscenario: slow\nruntime: { batch_size: 10 }\nsource: { kind: ndjson, path: in.ndjson }\nsink: { kind: ndjson, path: out.ndjson }\nnodes:\n  - kind: delay\n    params: { every_ms: 30, every: 10 }\n",
+    )
+    .unwrap();
+    let out = dir.path().join("out.ndjson");
+    let submitted =
+        submit_command(&coordinator, &config, &["-i", input.to_str().unwrap(), "-o", out.to_str().unwrap()])
+            .output()
+            .unwrap();
+    let id = String::from_utf8(submitted.stdout).unwrap().trim().to_string();
+    {
+        // Read the first event, then hang up in the middle of the stream.
+        let response = client().get(format!("{}/{id}/events", coordinator.jobs())).send().unwrap();
+        let mut line = String::new();
+        BufReader::new(response).read_line(&mut line).unwrap();
+        assert_eq!(line, "id: 1\n");
+    }
+    let stream = follow(format!("{}/{id}/events", coordinator.jobs()), None);
+    let last = stream.iter().last().expect("events");
+    assert_eq!(last.1, "succeeded", "{last:?}");
+    assert_eq!(std::fs::read_to_string(&out).unwrap().lines().count(), 300);
+}

@@ -368,44 +368,70 @@ async fn run_child(state: &AgentState, request: &RunRequest, lines: mpsc::Sender
     Ok(End { code: status.code(), signal: status.signal(), failure: narrated.or(last_stderr) })
 }
 
+/// The most one batch of lines holds, in bytes: well under the coordinator's body limit.
+const BATCH_BYTES: usize = 256 << 10;
+
+/// The longest line sent whole; longer ones are cut, and say so.
+const MAX_LINE_BYTES: usize = 64 << 10;
+
+/// `line` cut to [`MAX_LINE_BYTES`] at a character boundary, marked.
+fn bounded(mut line: Line) -> Line {
+    if line.text.len() > MAX_LINE_BYTES {
+        let mut cut = MAX_LINE_BYTES;
+        while !line.text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        let dropped = line.text.len() - cut;
+        line.text.truncate(cut);
+        line.text.push_str(&format!(" [{dropped} more bytes cut by the agent]"));
+    }
+    line
+}
+
 /// Sends the run's lines to the coordinator in order: whatever has arrived, every 100 ms at
-/// most, until the run's output ends.
+/// most and [`BATCH_BYTES`] at a time, until the run's output ends.
 async fn send_lines(state: AgentState, job: String, mut lines: mpsc::Receiver<Line>) {
-    let mut batch = Vec::new();
-    loop {
-        let open = match tokio::time::timeout(Duration::from_millis(100), lines.recv()).await {
+    let mut batch: Vec<Line> = Vec::new();
+    let mut bytes = 0;
+    let mut open = true;
+    while open {
+        match tokio::time::timeout(Duration::from_millis(100), lines.recv()).await {
             Ok(Some(line)) => {
+                let line = bounded(line);
+                bytes += line.text.len();
                 batch.push(line);
-                while batch.len() < 500 {
+                while bytes < BATCH_BYTES {
                     match lines.try_recv() {
-                        Ok(line) => batch.push(line),
+                        Ok(line) => {
+                            let line = bounded(line);
+                            bytes += line.text.len();
+                            batch.push(line);
+                        }
                         Err(_) => break,
                     }
                 }
-                true
             }
-            Ok(None) => false,
-            Err(_) => true,
-        };
-        if !batch.is_empty() {
-            let body = serde_json::to_string(&Lines { lines: std::mem::take(&mut batch) }).unwrap_or_default();
-            for _ in 0..3 {
-                let sent = state
-                    .client
-                    .post(format!("{}/v1/jobs/{job}/lines", state.settings.coordinator))
-                    .header("authorization", state.settings.token.header_value().as_str())
-                    .header("content-type", "application/json")
-                    .body(body.clone())
-                    .send()
-                    .await;
-                if sent.is_ok_and(|r| r.status().is_success() || r.status().is_client_error()) {
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
+            Ok(None) => open = false,
+            Err(_) => {}
         }
-        if !open {
-            return;
+        if batch.is_empty() {
+            continue;
+        }
+        let body = serde_json::to_string(&Lines { lines: std::mem::take(&mut batch) }).unwrap_or_default();
+        bytes = 0;
+        for _ in 0..3 {
+            let sent = state
+                .client
+                .post(format!("{}/v1/jobs/{job}/lines", state.settings.coordinator))
+                .header("authorization", state.settings.token.header_value().as_str())
+                .header("content-type", "application/json")
+                .body(body.clone())
+                .send()
+                .await;
+            if sent.is_ok_and(|r| r.status().is_success() || r.status().is_client_error()) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
 }
@@ -421,5 +447,14 @@ mod tests {
         assert_eq!(config_file_name(".."), "config.yml");
         assert_eq!(config_file_name(""), "config.yml");
         assert_eq!(config_file_name("a b$(x).yml"), "abx.yml");
+    }
+
+    #[test]
+    fn a_huge_line_is_cut_and_says_so() {
+        let line = bounded(Line { stream: "stderr".into(), text: "é".repeat(MAX_LINE_BYTES) });
+        assert!(line.text.len() < MAX_LINE_BYTES + 64);
+        assert!(line.text.ends_with("more bytes cut by the agent]"), "{}", &line.text[line.text.len() - 50..]);
+        let short = bounded(Line { stream: "stdout".into(), text: "ok".into() });
+        assert_eq!(short.text, "ok");
     }
 }
