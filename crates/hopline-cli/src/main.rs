@@ -301,17 +301,15 @@ fn agent(args: AgentArgs) -> Result<(), Failure> {
         advertise: args.advertise,
         heartbeat: args.heartbeat.max(Duration::from_millis(50)),
         program,
-        work_dir: std::env::temp_dir().join(format!("hopline-agent-{}", std::process::id())),
+        work_root: std::env::temp_dir(),
         stop_grace: args.stop_grace,
     };
-    let work_dir = settings.work_dir.clone();
     let result = hopline_server::agent::run_blocking(&args.listen, settings, tracer, |addr| {
         use std::io::Write as _;
         let mut stdout = std::io::stdout().lock();
         let _ = writeln!(stdout, "listening on http://{addr}");
         let _ = stdout.flush();
     });
-    let _ = std::fs::remove_dir_all(work_dir);
     result.with_context(|| format!("agent on {}", args.listen)).map_err(Failure::Run)
 }
 

@@ -671,3 +671,28 @@ fn a_client_that_goes_away_changes_nothing_and_another_can_follow_to_the_end() {
     assert_eq!(last.1, "succeeded", "{last:?}");
     assert_eq!(std::fs::read_to_string(&out).unwrap().lines().count(), 300);
 }
+
+#[test]
+fn a_coordinator_stops_promptly_even_with_followers_connected() {
+    let mut coordinator = Coordinator::start(&[]);
+    let id = json(submit(&coordinator, &[]))["id"].as_str().unwrap().to_string();
+    let response = client().get(format!("{}/{id}/events", coordinator.jobs())).send().unwrap();
+    let mut reader = BufReader::new(response);
+    let mut line = String::new();
+    reader.read_line(&mut line).unwrap();
+    assert_eq!(line, "id: 1\n");
+    // SAFETY: kill(2) on the pid of a child this test started; no memory involved.
+    unsafe { libc::kill(coordinator.child.id() as i32, libc::SIGTERM) };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(status) = coordinator.child.try_wait().unwrap() {
+            assert!(status.success(), "{status:?}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "the coordinator waited for its followers");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut rest = String::new();
+    let _ = reader.read_to_string(&mut rest);
+    assert!(!rest.contains("event: cancelled"), "the stream just ends: {rest}");
+}

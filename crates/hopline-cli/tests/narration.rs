@@ -178,3 +178,20 @@ fn narration_needs_stdout_to_itself() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("sink.path: narration (--narrate) is written to standard output"), "{stderr}");
 }
+
+#[test]
+fn narration_and_the_stdout_span_exporter_cannot_share_stdout() {
+    let dir = tempfile::tempdir().unwrap();
+    let shipped = std::fs::read_to_string(repo().join("pipelines/fund_load/baseline.yml")).unwrap();
+    let config = dir.path().join("traced.yml");
+    std::fs::write(
+        &config,
+        shipped.replacen("runtime:\n", "runtime:\n  observability:\n    tracing: { exporters: [stdout] }\n", 1),
+    )
+    .unwrap();
+    let out = dir.path().join("out.txt");
+    let output = run(&[config.to_str().unwrap(), "--narrate", "-o", out.to_str().unwrap()], &[]);
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("the `stdout` exporter and narration (--narrate) would share standard output"), "{stderr}");
+}

@@ -83,19 +83,25 @@ pub struct Resume {
     pub ended: bool,
 }
 
-/// A job's events: at most `capacity`, the oldest evicted first.
+/// A job's events: at most `capacity` of them and [`EventBuffer::MAX_BYTES`] of data, the
+/// oldest evicted first (the newest is always kept).
 #[derive(Debug, Clone)]
 pub struct EventBuffer {
     events: VecDeque<StreamEvent>,
     capacity: usize,
+    /// Bytes of data held.
+    bytes: usize,
     /// The id the next event gets.
     next_id: u64,
     ended: bool,
 }
 
 impl EventBuffer {
+    /// The most data a job's buffer holds, whatever its event capacity.
+    pub const MAX_BYTES: usize = 16 << 20;
+
     pub fn new(capacity: usize) -> EventBuffer {
-        EventBuffer { events: VecDeque::new(), capacity: capacity.max(1), next_id: 1, ended: false }
+        EventBuffer { events: VecDeque::new(), capacity: capacity.max(1), bytes: 0, next_id: 1, ended: false }
     }
 
     /// Appends an event and returns its id; `None` once the stream has ended (after a
@@ -106,10 +112,13 @@ impl EventBuffer {
         }
         let id = self.next_id;
         self.next_id += 1;
-        if self.events.len() == self.capacity {
-            self.events.pop_front();
-        }
+        self.bytes += data.len();
         self.events.push_back(StreamEvent { id, kind, data });
+        while self.events.len() > 1 && (self.events.len() > self.capacity || self.bytes > Self::MAX_BYTES) {
+            if let Some(evicted) = self.events.pop_front() {
+                self.bytes -= evicted.data.len();
+            }
+        }
         self.ended = kind.is_terminal();
         Some(id)
     }
@@ -125,9 +134,11 @@ impl EventBuffer {
 
     /// The events after `after` (0 for all), and how many of them were evicted.
     pub fn since(&self, after: u64) -> Resume {
+        // Ids are consecutive, so the first event after `after` is found by arithmetic.
         let oldest = self.events.front().map_or(self.next_id, |e| e.id);
         let missed = oldest.saturating_sub(after + 1);
-        let events = self.events.iter().filter(|e| e.id > after).cloned().collect();
+        let skip = usize::try_from((after + 1).saturating_sub(oldest)).unwrap_or(usize::MAX);
+        let events = self.events.iter().skip(skip).cloned().collect();
         Resume { events, missed, ended: self.ended }
     }
 }
@@ -180,5 +191,20 @@ mod tests {
         let split = StreamEvent { id: 8, kind: EventKind::Log, data: "one\ntwo".into() };
         assert_eq!(split.to_sse(), "id: 8\nevent: log\ndata: one\ndata: two\n\n");
         assert_eq!(sse_comment("keep\nalive"), ": keep alive\n\n");
+    }
+
+    #[test]
+    fn the_bytes_held_are_bounded_too_and_the_newest_event_always_kept() {
+        let mut buffer = EventBuffer::new(1000);
+        let big = "x".repeat(EventBuffer::MAX_BYTES / 4 + 1);
+        for _ in 0..5 {
+            buffer.push(EventKind::Log, big.clone());
+        }
+        let resume = buffer.since(0);
+        assert_eq!(resume.events.iter().map(|e| e.id).collect::<Vec<_>>(), [3, 4, 5]);
+        assert_eq!(resume.missed, 2);
+        let mut huge = EventBuffer::new(10);
+        huge.push(EventKind::Log, "y".repeat(EventBuffer::MAX_BYTES + 1));
+        assert_eq!(huge.since(0).events.len(), 1);
     }
 }

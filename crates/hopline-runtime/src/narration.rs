@@ -133,20 +133,22 @@ impl Narrator {
         };
         let mut line = serde_json::to_string(&narration).unwrap_or_default();
         if line.len() >= MAX_LINE_BYTES {
-            // Too long for one whole pipe write: drop the fields, then cut the message.
+            // Too long for one whole pipe write: drop the fields, then cut the message and the
+            // target (a path can be long) to what fits.
             narration.fields.clear();
             narration.fields.insert("cut".into(), true.into());
+            let bare = {
+                let mut bare = narration.clone();
+                bare.message.clear();
+                bare.target = bare.target.as_ref().map(|_| String::new());
+                serde_json::to_string(&bare).unwrap_or_default().len()
+            };
+            // Room left for the message and target, shared; JSON escaping can grow text up to
+            // six times (`\u00xx`), so cut by that much to be sure.
+            let room = MAX_LINE_BYTES.saturating_sub(bare + 16) / 6;
+            narration.message = cut(&narration.message, room * 3 / 4);
+            narration.target = narration.target.as_deref().map(|t| cut(t, room / 4));
             line = serde_json::to_string(&narration).unwrap_or_default();
-            while line.len() >= MAX_LINE_BYTES && !narration.message.is_empty() {
-                let excess = line.len() + 1 - MAX_LINE_BYTES;
-                let mut keep = narration.message.len().saturating_sub(excess.max(64) + 4);
-                while !narration.message.is_char_boundary(keep) {
-                    keep -= 1;
-                }
-                narration.message.truncate(keep);
-                narration.message.push('…');
-                line = serde_json::to_string(&narration).unwrap_or_default();
-            }
         }
         line.push('\n');
         let mut out = self.out.lock().expect("narration lock");
@@ -156,6 +158,18 @@ impl Narrator {
     pub fn info(&self, action: &str, target: Option<&str>, message: &str, fields: Fields) {
         self.say(Level::Info, action, target, message, fields);
     }
+}
+
+/// `text` cut to at most `max` bytes at a character boundary, marked with `…` when cut.
+fn cut(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_string();
+    }
+    let mut keep = max.saturating_sub('…'.len_utf8());
+    while !text.is_char_boundary(keep) {
+        keep -= 1;
+    }
+    format!("{}…", &text[..keep])
 }
 
 /// A narration event's fields, built in order: `Fields::new().with("records", 12)`.
@@ -236,5 +250,16 @@ mod tests {
         let line = Narration::parse(text.lines().next().unwrap()).unwrap();
         assert!(line.message.ends_with('…'));
         assert_eq!(line.fields["cut"], true);
+    }
+
+    #[test]
+    fn a_huge_target_or_escaped_message_still_makes_one_bounded_line() {
+        let (narrator, out) = narrator();
+        let target = "/".repeat(5000) + "tmp/in.txt";
+        narrator.info("source.open", Some(&target), &"\u{1}".repeat(3000), Fields::new());
+        let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+        assert!(text.len() <= MAX_LINE_BYTES, "{} bytes", text.len());
+        let line = Narration::parse(text.lines().next().unwrap()).unwrap();
+        assert!(line.target.unwrap().ends_with('…'));
     }
 }

@@ -164,6 +164,17 @@ pub fn run_pipeline<M: LineMessage>(
     };
     let correlation_id = options.correlation_id.unwrap_or_else(fresh_correlation_id);
     let tracing = resolve_tracing(config, &options.tracing, &output)?;
+    if options.narrate && tracing.stdout {
+        return Err(ConfigError {
+            origin: config.origin.clone(),
+            path: "runtime.observability.tracing.exporters".into(),
+            pos: None,
+            message: "the `stdout` exporter and narration (--narrate) would share standard output; write the spans \
+                      to a `file` exporter instead"
+                .into(),
+        }
+        .into());
+    }
     if options.narrate && output == "-" {
         return Err(ConfigError {
             origin: config.origin.clone(),

@@ -52,8 +52,8 @@ pub struct AgentSettings {
     pub heartbeat: Duration,
     /// The `hopline` program that runs jobs.
     pub program: PathBuf,
-    /// Where jobs' folders are made.
-    pub work_dir: PathBuf,
+    /// Where the agent makes its own folder (private, fresh, removed at exit) for jobs' folders.
+    pub work_root: PathBuf,
     /// How long a stopped run has to drain before it is killed.
     pub stop_grace: Duration,
 }
@@ -74,6 +74,10 @@ struct AgentState {
     settings: Arc<AgentSettings>,
     client: reqwest::Client,
     runs: Arc<Mutex<HashMap<String, Running>>>,
+    /// Jobs cancelled before their run arrived: a late `POST /v1/runs` for one is refused.
+    cancelled: Arc<Mutex<std::collections::HashSet<String>>>,
+    /// Lines dropped because the coordinator did not keep up (the run is never held up).
+    dropped: Arc<std::sync::atomic::AtomicU64>,
     /// The agent's own spans: one per job, the child of the coordinator's and the parent of
     /// the run's.
     tracer: Option<Arc<ServiceTracer>>,
@@ -96,16 +100,24 @@ pub fn run_blocking(
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     let tracer = tracer.map(Arc::new);
     let serving = tracer.clone();
+    let mut settings = settings;
+    settings.work_root = private_folder(&settings.work_root)?;
+    let work_folder = Some(settings.work_root.clone());
     let result = runtime.block_on(async move {
         let tracer = serving;
         let listener = tokio::net::TcpListener::bind(listen).await?;
         let addr = listener.local_addr()?;
-        std::fs::create_dir_all(&settings.work_dir)?;
         let client =
             reqwest::Client::builder().timeout(Duration::from_secs(10)).build().map_err(std::io::Error::other)?;
         let url = settings.advertise.clone().unwrap_or_else(|| format!("http://{addr}"));
-        let state =
-            AgentState { settings: Arc::new(settings), client, runs: Arc::new(Mutex::new(HashMap::new())), tracer };
+        let state = AgentState {
+            settings: Arc::new(settings),
+            client,
+            runs: Arc::new(Mutex::new(HashMap::new())),
+            cancelled: Arc::new(Mutex::new(std::collections::HashSet::new())),
+            dropped: Arc::new(std::sync::atomic::AtomicU64::new(0)),
+            tracer,
+        };
         tokio::spawn(heartbeats(state.clone(), url));
         on_listening(addr);
         let app = Router::new()
@@ -116,6 +128,9 @@ pub fn run_blocking(
             .with_state(state);
         axum::serve(listener, app).with_graceful_shutdown(crate::coordinator::stop_signal()).await
     });
+    if let Some(folder) = &work_folder {
+        let _ = std::fs::remove_dir_all(folder);
+    }
     drop(runtime);
     if let Some(tracer) = tracer.and_then(|t| Arc::try_unwrap(t).ok()) {
         tracer.finish();
@@ -144,8 +159,21 @@ async fn heartbeats(state: AgentState, url: String) {
 /// `GET /v1/health`: alive, and how many jobs it runs (a coordinator that knows this agent
 /// from its configuration asks).
 async fn health(State(state): State<AgentState>) -> Response {
-    let running = state.runs().len();
-    axum::Json(serde_json::json!({ "name": state.settings.name, "running": running })).into_response()
+    let jobs: Vec<String> = state.runs().keys().cloned().collect();
+    axum::Json(serde_json::json!({ "name": state.settings.name, "running": jobs.len(), "running_jobs": jobs }))
+        .into_response()
+}
+
+/// A fresh folder only this user can enter, under `root`: made anew (an existing path is
+/// never reused, so nobody can prepare it), mode 0700.
+fn private_folder(root: &Path) -> std::io::Result<PathBuf> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::create_dir_all(root)?;
+    let mut bytes = [0u8; 8];
+    getrandom::fill(&mut bytes).map_err(std::io::Error::other)?;
+    let folder = root.join(format!("hopline-agent-{}-{:016x}", std::process::id(), u64::from_be_bytes(bytes)));
+    std::fs::DirBuilder::new().mode(0o700).create(&folder)?;
+    Ok(folder)
 }
 
 fn refuse(status: StatusCode, message: impl Into<String>) -> Response {
@@ -167,6 +195,9 @@ async fn start(State(state): State<AgentState>, headers: HeaderMap, body: Bytes)
     if hopline_jobs::JobId::parse(&request.job).is_none() {
         return refuse(StatusCode::BAD_REQUEST, "job: expected a job id (32 hex digits)");
     }
+    if state.cancelled.lock().unwrap_or_else(|p| p.into_inner()).remove(&request.job) {
+        return refuse(StatusCode::CONFLICT, format!("job {} was cancelled before it arrived", request.job));
+    }
     {
         let mut runs = state.runs();
         if runs.contains_key(&request.job) {
@@ -182,28 +213,42 @@ async fn cancel(State(state): State<AgentState>, headers: HeaderMap, UrlPath(id)
     if !authorized(&state, &headers) {
         return refuse(StatusCode::UNAUTHORIZED, "this request needs the coordinator's bearer token");
     }
+    let known = state.runs().contains_key(&id);
+    if !known {
+        // Not here yet (or already over): remembered, so a run arriving late is refused.
+        state.cancelled.lock().unwrap_or_else(|p| p.into_inner()).insert(id.clone());
+        return refuse(StatusCode::NOT_FOUND, format!("job {id} is not running here"));
+    }
+    stop_run(&state, &id);
+    (StatusCode::ACCEPTED, axum::Json(serde_json::json!({ "ok": true }))).into_response()
+}
+
+/// Marks the job's run cancelled and stops it: SIGTERM now (the run drains), SIGKILL if it
+/// is still the same run after `stop_grace`. A run without a pid yet is stopped as it starts.
+fn stop_run(state: &AgentState, id: &str) {
     let pid = {
         let mut runs = state.runs();
-        let Some(run) = runs.get_mut(&id) else {
-            return refuse(StatusCode::NOT_FOUND, format!("job {id} is not running here"));
-        };
+        let Some(run) = runs.get_mut(id) else { return };
         run.cancel_requested = true;
         run.pid
     };
     if let Some(pid) = pid {
-        // The supervisor drains on SIGTERM; its workers die with it if it is killed.
         signal(pid, libc::SIGTERM);
-        let grace = state.settings.stop_grace;
-        let runs = Arc::clone(&state.runs);
-        tokio::spawn(async move {
-            tokio::time::sleep(grace).await;
-            let still = runs.lock().unwrap_or_else(|p| p.into_inner()).get(&id).and_then(|r| r.pid) == Some(pid);
-            if still {
-                signal(pid, libc::SIGKILL);
-            }
-        });
+        kill_after_grace(state, id, pid);
     }
-    (StatusCode::ACCEPTED, axum::Json(serde_json::json!({ "ok": true }))).into_response()
+}
+
+/// SIGKILL for the run `pid` of job `id` if it is still running after the grace (the pid is
+/// cleared as soon as the run is reaped, so a reused pid is never signalled).
+fn kill_after_grace(state: &AgentState, id: &str, pid: u32) {
+    let (grace, runs, id) = (state.settings.stop_grace, Arc::clone(&state.runs), id.to_string());
+    tokio::spawn(async move {
+        tokio::time::sleep(grace).await;
+        let runs = runs.lock().unwrap_or_else(|p| p.into_inner());
+        if runs.get(&id).and_then(|r| r.pid) == Some(pid) {
+            signal(pid, libc::SIGKILL);
+        }
+    });
 }
 
 fn signal(pid: u32, signal: i32) {
@@ -228,7 +273,7 @@ async fn run_job(state: AgentState, mut request: RunRequest) {
     if let Some(span) = &span {
         request.traceparent = Some(span.context.to_string());
     }
-    let (lines_tx, lines_rx) = mpsc::channel::<Line>(1024);
+    let (lines_tx, lines_rx) = mpsc::channel::<Line>(LINE_QUEUE);
     let sender = tokio::spawn(send_lines(state.clone(), job.clone(), lines_rx));
     let result = run_child(&state, &request, lines_tx).await;
     let _ = sender.await;
@@ -246,7 +291,7 @@ async fn run_job(state: AgentState, mut request: RunRequest) {
             Outcome { state: "failed".into(), reason: Some(reason), exit_code: end.code }
         }
     };
-    let _ = std::fs::remove_dir_all(state.settings.work_dir.join(&job));
+    let _ = std::fs::remove_dir_all(state.settings.work_root.join(&job));
     if let (Some(tracer), Some(span)) = (&state.tracer, &span) {
         let correlation_id = hopline_model::CorrelationId::parse(&request.correlation_id).unwrap_or_default();
         let failure = (outcome.state != "succeeded")
@@ -266,6 +311,50 @@ async fn run_job(state: AgentState, mut request: RunRequest) {
             break;
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// The next line of a run's output, lossily decoded (a byte that is not UTF-8 never stops
+/// the reading), at most [`MAX_LINE_BYTES`] kept of it; `None` at the end.
+async fn next_line<R: tokio::io::AsyncBufRead + Unpin>(reader: &mut R) -> Option<String> {
+    let mut line = Vec::new();
+    let mut cut = 0usize;
+    loop {
+        let available = match reader.fill_buf().await {
+            Ok(available) => available,
+            Err(_) => return None,
+        };
+        if available.is_empty() {
+            return (!line.is_empty() || cut > 0).then(|| finish_line(line, cut));
+        }
+        let (chunk, ends) = match available.iter().position(|&b| b == b'\n') {
+            Some(at) => (&available[..at], at + 1),
+            None => (available, available.len()),
+        };
+        let room = MAX_LINE_BYTES.saturating_sub(line.len());
+        line.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        cut += chunk.len().saturating_sub(room);
+        let complete = ends > chunk.len();
+        reader.consume(ends);
+        if complete {
+            return Some(finish_line(line, cut));
+        }
+    }
+}
+
+fn finish_line(line: Vec<u8>, cut: usize) -> String {
+    let mut text = String::from_utf8_lossy(&line).trim_end_matches('\r').to_string();
+    if cut > 0 {
+        text.push_str(&format!(" [{cut} more bytes cut by the agent]"));
+    }
+    text
+}
+
+/// Hands a line to the sender without ever waiting: when the coordinator does not keep up,
+/// the line is dropped and counted (the run's pipes never fill because of it).
+fn hand_on(lines: &mpsc::Sender<Line>, line: Line, dropped: &std::sync::atomic::AtomicU64) {
+    if lines.try_send(line).is_err() {
+        dropped.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 }
 
@@ -289,7 +378,7 @@ impl End {
 }
 
 async fn run_child(state: &AgentState, request: &RunRequest, lines: mpsc::Sender<Line>) -> Result<End, String> {
-    let dir = state.settings.work_dir.join(&request.job);
+    let dir = state.settings.work_root.join(&request.job);
     std::fs::create_dir_all(&dir).map_err(|e| format!("cannot make the job's folder {}: {e}", dir.display()))?;
     let config = dir.join(config_file_name(&request.config_name));
     std::fs::write(&config, &request.config).map_err(|e| format!("cannot write {}: {e}", config.display()))?;
@@ -302,6 +391,8 @@ async fn run_child(state: &AgentState, request: &RunRequest, lines: mpsc::Sender
         command.args(["--output", output]);
     }
     command
+        // The shared token is the agent's, never the run's.
+        .env_remove("HOPLINE_TOKEN")
         .env("HOPLINE_JOB_ID", &request.job)
         .env("CORRELATION_ID", &request.correlation_id)
         .env_remove("TRACEPARENT")
@@ -322,12 +413,17 @@ async fn run_child(state: &AgentState, request: &RunRequest, lines: mpsc::Sender
     }
     let mut child =
         command.spawn().map_err(|e| format!("cannot start {} run: {e}", state.settings.program.display()))?;
-    if let Some(run) = state.runs().get_mut(&request.job) {
-        run.pid = child.id();
-        if run.cancel_requested {
-            if let Some(pid) = run.pid {
-                signal(pid, libc::SIGTERM);
-            }
+    let cancelled_early = {
+        let mut runs = state.runs();
+        runs.get_mut(&request.job).is_some_and(|run| {
+            run.pid = child.id();
+            run.cancel_requested
+        })
+    };
+    if cancelled_early {
+        if let Some(pid) = child.id() {
+            signal(pid, libc::SIGTERM);
+            kill_after_grace(state, &request.job, pid);
         }
     }
     let stdout = BufReader::new(child.stdout.take().expect("piped"));
@@ -335,38 +431,45 @@ async fn run_child(state: &AgentState, request: &RunRequest, lines: mpsc::Sender
     let failure = Arc::new(Mutex::new((None::<String>, None::<String>)));
     let out_failure = Arc::clone(&failure);
     let out_lines = lines.clone();
+    let dropped = Arc::clone(&state.dropped);
+    let out_dropped = Arc::clone(&dropped);
     let reading_out = tokio::spawn(async move {
-        let mut stdout = stdout.lines();
-        while let Ok(Some(text)) = stdout.next_line().await {
+        let mut stdout = stdout;
+        while let Some(text) = next_line(&mut stdout).await {
             if let Ok(narration) = serde_json::from_str::<serde_json::Value>(&text) {
                 if narration["narration"] == 1 && narration["action"] == "run.failed" {
                     let message = narration["message"].as_str().unwrap_or_default().to_string();
                     out_failure.lock().unwrap_or_else(|p| p.into_inner()).0 = Some(message);
                 }
             }
-            let _ = out_lines.send(Line { stream: "stdout".into(), text }).await;
+            hand_on(&out_lines, Line { stream: "stdout".into(), text }, &out_dropped);
         }
     });
     let err_failure = Arc::clone(&failure);
     let reading_err = tokio::spawn(async move {
-        let mut stderr = stderr.lines();
-        while let Ok(Some(text)) = stderr.next_line().await {
+        let mut stderr = stderr;
+        while let Some(text) = next_line(&mut stderr).await {
             if !text.trim().is_empty() {
                 err_failure.lock().unwrap_or_else(|p| p.into_inner()).1 = Some(text.clone());
             }
-            let _ = lines.send(Line { stream: "stderr".into(), text }).await;
+            hand_on(&lines, Line { stream: "stderr".into(), text }, &dropped);
         }
     });
-    let status = child.wait().await.map_err(|e| format!("cannot wait for the run: {e}"))?;
-    let _ = reading_out.await;
-    let _ = reading_err.await;
+    let status = child.wait().await;
+    // Reaped: the pid may be reused from now on, so nothing signals it any more.
     if let Some(run) = state.runs().get_mut(&request.job) {
         run.pid = None;
     }
+    let status = status.map_err(|e| format!("cannot wait for the run: {e}"))?;
+    let _ = reading_out.await;
+    let _ = reading_err.await;
     use std::os::unix::process::ExitStatusExt;
     let (narrated, last_stderr) = failure.lock().unwrap_or_else(|p| p.into_inner()).clone();
     Ok(End { code: status.code(), signal: status.signal(), failure: narrated.or(last_stderr) })
 }
+
+/// Lines waiting for the coordinator, at most (then lines are dropped and counted).
+const LINE_QUEUE: usize = 8192;
 
 /// The most one batch of lines holds, in bytes: well under the coordinator's body limit.
 const BATCH_BYTES: usize = 256 << 10;
@@ -414,6 +517,12 @@ async fn send_lines(state: AgentState, job: String, mut lines: mpsc::Receiver<Li
             Ok(None) => open = false,
             Err(_) => {}
         }
+        let dropped = state.dropped.swap(0, std::sync::atomic::Ordering::Relaxed);
+        if dropped > 0 {
+            let text =
+                format!("[agent: {dropped} lines of this host's runs were dropped: the coordinator did not keep up]");
+            batch.push(Line { stream: "agent".into(), text });
+        }
         if batch.is_empty() {
             continue;
         }
@@ -428,10 +537,16 @@ async fn send_lines(state: AgentState, job: String, mut lines: mpsc::Receiver<Li
                 .body(body.clone())
                 .send()
                 .await;
-            if sent.is_ok_and(|r| r.status().is_success() || r.status().is_client_error()) {
-                break;
+            match sent {
+                // The job is over at the coordinator (cancelled, or failed while its run went
+                // on): nobody wants this run any more.
+                Ok(r) if r.status() == StatusCode::CONFLICT => {
+                    stop_run(&state, &job);
+                    break;
+                }
+                Ok(r) if r.status().is_success() || r.status().is_client_error() => break,
+                _ => tokio::time::sleep(Duration::from_millis(200)).await,
             }
-            tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
 }
@@ -456,5 +571,19 @@ mod tests {
         assert!(line.text.ends_with("more bytes cut by the agent]"), "{}", &line.text[line.text.len() - 50..]);
         let short = bounded(Line { stream: "stdout".into(), text: "ok".into() });
         assert_eq!(short.text, "ok");
+    }
+
+    #[tokio::test]
+    async fn output_lines_are_read_lossily_and_bounded_to_the_end() {
+        let mut bytes = b"first\r\nnot utf-8: \xff\xfe\n".to_vec();
+        bytes.extend(std::iter::repeat_n(b'z', MAX_LINE_BYTES + 10));
+        bytes.extend_from_slice(b"\nlast without newline");
+        let mut reader = BufReader::with_capacity(1000, bytes.as_slice());
+        assert_eq!(next_line(&mut reader).await.as_deref(), Some("first"));
+        assert_eq!(next_line(&mut reader).await.as_deref(), Some("not utf-8: \u{fffd}\u{fffd}"));
+        let long = next_line(&mut reader).await.unwrap();
+        assert!(long.starts_with("zzz") && long.ends_with(" [10 more bytes cut by the agent]"));
+        assert_eq!(next_line(&mut reader).await.as_deref(), Some("last without newline"));
+        assert_eq!(next_line(&mut reader).await, None);
     }
 }

@@ -129,19 +129,31 @@ async fn follow(client: &reqwest::Client, url: &str, render: &mut Render<'_>) ->
     }
 }
 
+/// How long a followed stream may stay silent (keep-alive comments included) before the
+/// connection is taken for dead.
+const SILENCE: Duration = Duration::from_secs(60);
+
 /// Reads one connection's events; `Some(exit code)` after the terminal event.
 async fn read_stream(
     mut response: reqwest::Response,
     last: &mut Option<u64>,
     render: &mut Render<'_>,
 ) -> Result<Option<i32>, String> {
-    let mut pending = String::new();
+    // Bytes until a whole line is in: a character split between chunks stays whole.
+    let mut pending: Vec<u8> = Vec::new();
     let (mut id, mut name, mut data) = (None::<u64>, String::new(), String::new());
     loop {
-        let Some(chunk) = response.chunk().await.map_err(|e| e.to_string())? else { return Ok(None) };
-        pending.push_str(&String::from_utf8_lossy(&chunk));
-        while let Some(end) = pending.find('\n') {
-            let line: String = pending.drain(..=end).collect();
+        // A live stream sends at least a comment every few seconds; a minute of silence
+        // means the connection is dead: resume on a new one.
+        let chunk = match tokio::time::timeout(SILENCE, response.chunk()).await {
+            Ok(chunk) => chunk.map_err(|e| e.to_string())?,
+            Err(_) => return Err(format!("nothing from the coordinator for {} s", SILENCE.as_secs())),
+        };
+        let Some(chunk) = chunk else { return Ok(None) };
+        pending.extend_from_slice(&chunk);
+        while let Some(end) = pending.iter().position(|&b| b == b'\n') {
+            let raw: Vec<u8> = pending.drain(..=end).collect();
+            let line = String::from_utf8_lossy(&raw);
             let line = line.trim_end_matches(['\n', '\r']);
             if line.is_empty() {
                 if !name.is_empty() {

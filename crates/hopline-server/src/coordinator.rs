@@ -115,7 +115,7 @@ pub async fn serve(
     }
     let agents = Arc::new(agents::Agents::default());
     if !settings.agents.is_empty() {
-        tokio::spawn(agents::poll_configured(Arc::clone(&agents), settings.agents.clone()));
+        tokio::spawn(agents::poll_configured(Arc::clone(&registry), Arc::clone(&agents), settings.agents.clone()));
     }
     tokio::spawn(agents::dispatch(
         Arc::clone(&registry),
@@ -124,7 +124,15 @@ pub async fn serve(
         settings.agent_timeout,
     ));
     let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().map_err(std::io::Error::other)?;
+    // Open streams end when the coordinator stops: graceful shutdown waits for every
+    // connection, and a stream otherwise lasts until its job ends.
+    let (stopping, stop) = tokio::sync::watch::channel(false);
+    let shutdown = async move {
+        shutdown.await;
+        let _ = stopping.send(true);
+    };
     let app = http::router(http::AppState {
+        stop,
         registry,
         agents,
         client,

@@ -28,8 +28,13 @@ pub(crate) struct Agents {
 #[derive(Default)]
 struct Table {
     agents: HashMap<String, Agent>,
-    assigned: HashMap<JobId, String>,
+    /// Which agent runs each job, and since when.
+    assigned: HashMap<JobId, (String, Instant)>,
 }
+
+/// How long after a dispatch an agent has to list the job as running before its absence
+/// means the agent lost it (restarted, say).
+const LISTING_GRACE: Duration = Duration::from_secs(5);
 
 /// An agent as `GET /v1/agents` shows it.
 #[derive(Debug, Serialize)]
@@ -45,16 +50,30 @@ impl Agents {
         self.table.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Notes a heartbeat; a new agent wakes the dispatcher.
-    pub(crate) fn heartbeat(&self, name: &str, url: &str) {
-        let new = {
+    /// Notes a heartbeat; a new agent wakes the dispatcher. Returns the jobs assigned to it
+    /// (for longer than [`LISTING_GRACE`]) that it no longer lists as running: it lost them.
+    pub(crate) fn heartbeat(&self, name: &str, url: &str, running: &[String]) -> Vec<JobId> {
+        let (new, lost) = {
             let mut table = self.lock();
             let agent = Agent { url: url.to_string(), last_seen: Instant::now() };
-            table.agents.insert(name.to_string(), agent).is_none()
+            let new = table.agents.insert(name.to_string(), agent).is_none();
+            let lost: Vec<JobId> = table
+                .assigned
+                .iter()
+                .filter(|(job, (agent, since))| {
+                    agent == name && since.elapsed() > LISTING_GRACE && !running.contains(&job.to_string())
+                })
+                .map(|(job, _)| *job)
+                .collect();
+            lost.iter().for_each(|job| {
+                table.assigned.remove(job);
+            });
+            (new, lost)
         };
         if new {
             self.wake.notify_one();
         }
+        lost
     }
 
     pub(crate) fn list(&self) -> Vec<AgentView> {
@@ -66,7 +85,12 @@ impl Agents {
                 name: name.clone(),
                 url: agent.url.clone(),
                 last_seen_ms_ago: agent.last_seen.elapsed().as_millis() as u64,
-                running: table.assigned.iter().filter(|(_, a)| *a == name).map(|(job, _)| job.to_string()).collect(),
+                running: table
+                    .assigned
+                    .iter()
+                    .filter(|(_, (a, _))| a == name)
+                    .map(|(job, _)| job.to_string())
+                    .collect(),
             })
             .collect();
         views.sort_by(|a, b| a.name.cmp(&b.name));
@@ -76,7 +100,7 @@ impl Agents {
     /// The agent running `job` and its URL.
     pub(crate) fn agent_of(&self, job: JobId) -> Option<(String, String)> {
         let table = self.lock();
-        let name = table.assigned.get(&job)?;
+        let (name, _) = table.assigned.get(&job)?;
         Some((name.clone(), table.agents.get(name)?.url.clone()))
     }
 
@@ -90,7 +114,7 @@ impl Agents {
         table
             .agents
             .iter()
-            .min_by_key(|(name, _)| (table.assigned.values().filter(|a| a == name).count(), (*name).clone()))
+            .min_by_key(|(name, _)| (table.assigned.values().filter(|(a, _)| a == *name).count(), (*name).clone()))
             .map(|(name, agent)| (name.clone(), agent.url.clone()))
     }
 
@@ -108,7 +132,8 @@ impl Agents {
             .into_iter()
             .map(|(name, since)| {
                 table.agents.remove(&name);
-                let jobs: Vec<JobId> = table.assigned.iter().filter(|(_, a)| **a == name).map(|(j, _)| *j).collect();
+                let jobs: Vec<JobId> =
+                    table.assigned.iter().filter(|(_, (a, _))| *a == name).map(|(j, _)| *j).collect();
                 jobs.iter().for_each(|j| {
                     table.assigned.remove(j);
                 });
@@ -141,7 +166,12 @@ pub(crate) async fn dispatch(registry: Arc<Registry>, agents: Arc<Agents>, token
             if registry.transition(job, JobState::Running, None, Some(name.clone())).is_err() {
                 continue; // cancelled meanwhile
             }
-            agents.lock().assigned.insert(job, name.clone());
+            agents.lock().assigned.insert(job, (name.clone(), Instant::now()));
+            // Cancelled between the transition and now: the agent never hears of it.
+            if registry.view(job).is_none_or(|v| v.state != JobState::Running) {
+                agents.finished(job);
+                continue;
+            }
             let body = RunRequest {
                 job: job.to_string(),
                 config_name: request.config_name,
@@ -177,17 +207,43 @@ pub(crate) async fn dispatch(registry: Arc<Registry>, agents: Arc<Agents>, token
     }
 }
 
+/// Fails the jobs an agent lost (it no longer lists them as running).
+pub(crate) fn fail_lost(registry: &Registry, name: &str, lost: Vec<JobId>) {
+    for job in lost {
+        let reason = format!("agent `{name}` no longer runs this job (it restarted, or lost the run)");
+        let _ = registry.transition(job, JobState::Failed, Some(reason), None);
+    }
+}
+
 /// Asks each configured agent for its health every second; an answer counts as a heartbeat.
-pub(crate) async fn poll_configured(agents: Arc<Agents>, configured: Vec<(String, String)>) {
+pub(crate) async fn poll_configured(registry: Arc<Registry>, agents: Arc<Agents>, configured: Vec<(String, String)>) {
     let client = reqwest::Client::builder().timeout(Duration::from_secs(2)).build().expect("an HTTP client");
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         tick.tick().await;
         for (name, url) in &configured {
-            let healthy = client.get(format!("{url}/v1/health")).send().await.is_ok_and(|r| r.status().is_success());
-            if healthy {
-                agents.heartbeat(name, url);
+            let Ok(response) = client.get(format!("{url}/v1/health")).send().await else { continue };
+            if !response.status().is_success() {
+                continue;
             }
+            let health: serde_json::Value = response.json_value().await;
+            let running: Vec<String> = health["running_jobs"]
+                .as_array()
+                .map(|jobs| jobs.iter().filter_map(|j| j.as_str().map(str::to_string)).collect())
+                .unwrap_or_default();
+            let lost = agents.heartbeat(name, url, &running);
+            fail_lost(&registry, name, lost);
         }
+    }
+}
+
+/// A response body as JSON (null when it is not).
+trait JsonValue {
+    async fn json_value(self) -> serde_json::Value;
+}
+
+impl JsonValue for reqwest::Response {
+    async fn json_value(self) -> serde_json::Value {
+        self.text().await.ok().and_then(|t| serde_json::from_str(&t).ok()).unwrap_or_default()
     }
 }

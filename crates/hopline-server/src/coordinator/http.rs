@@ -31,6 +31,8 @@ pub(crate) struct AppState {
     pub(crate) spans: Arc<JobSpans>,
     /// Whether the coordinator traces (then each job gets a span, the agent's parent).
     pub(crate) tracing: bool,
+    /// Becomes true when the coordinator stops: open streams end.
+    pub(crate) stop: watch::Receiver<bool>,
     pub(crate) settings: Arc<Settings>,
 }
 
@@ -252,7 +254,8 @@ async fn heartbeat(State(state): State<AppState>, headers: HeaderMap, body: Byte
     }
     match serde_json::from_slice::<Heartbeat>(&body) {
         Ok(beat) if !beat.name.is_empty() && beat.url.starts_with("http://") => {
-            state.agents.heartbeat(&beat.name, beat.url.trim_end_matches('/'));
+            let lost = state.agents.heartbeat(&beat.name, beat.url.trim_end_matches('/'), &beat.running);
+            super::agents::fail_lost(&state.registry, &beat.name, lost);
             Json(serde_json::json!({ "ok": true })).into_response()
         }
         Ok(_) => error(StatusCode::BAD_REQUEST, "a heartbeat names its agent and its http:// URL"),
@@ -333,6 +336,7 @@ struct Follow {
     pending: VecDeque<Event>,
     newest: Option<watch::Receiver<u64>>,
     ended: bool,
+    stop: watch::Receiver<bool>,
 }
 
 async fn events(State(state): State<AppState>, headers: HeaderMap, Path(id): Path<String>) -> Response {
@@ -352,6 +356,7 @@ async fn events(State(state): State<AppState>, headers: HeaderMap, Path(id): Pat
         pending: VecDeque::new(),
         newest: None,
         ended: false,
+        stop: state.stop.clone(),
     };
     let keep_alive = KeepAlive::new().interval(state.settings.keep_alive).text("keep-alive");
     Sse::new(stream_of(follow)).keep_alive(keep_alive).into_response()
@@ -368,9 +373,15 @@ fn stream_of(follow: Follow) -> impl Stream<Item = Result<Event, Infallible>> {
             if f.ended {
                 return None;
             }
+            if *f.stop.borrow() {
+                return None;
+            }
             if let Some(newest) = f.newest.as_mut() {
-                // Woken by each new event; an error means the job was removed.
-                newest.changed().await.ok()?;
+                // Woken by each new event (an error: the job was removed), or by the stop.
+                tokio::select! {
+                    changed = newest.changed() => changed.ok()?,
+                    _ = f.stop.changed() => return None,
+                }
             }
             let (resume, newest) = f.registry.resume(f.id, f.last).ok()?;
             f.newest = Some(newest);
