@@ -149,7 +149,10 @@ fn submitting_needs_the_token_and_gives_a_queued_job_with_its_correlation_id() {
     assert_eq!(generated["correlation_id"].as_str().unwrap().len(), 32, "one is made when none is sent");
     assert_ne!(generated["id"], job["id"]);
 
-    let listed = json(client().get(coordinator.jobs()).send().unwrap());
+    let unlisted = client().get(coordinator.jobs()).send().unwrap();
+    assert_eq!(unlisted.status(), StatusCode::UNAUTHORIZED, "the list of ids needs the token");
+    let listed =
+        json(client().get(coordinator.jobs()).header("authorization", format!("Bearer {TOKEN}")).send().unwrap());
     let ids: Vec<&str> = listed["jobs"].as_array().unwrap().iter().map(|j| j["id"].as_str().unwrap()).collect();
     assert_eq!(ids, [id.as_str(), generated["id"].as_str().unwrap()], "oldest first");
     let viewed = json(client().get(format!("{}/{id}", coordinator.jobs())).send().unwrap());
@@ -334,7 +337,13 @@ impl Agent {
         assert!(line.starts_with("listening on http://127.0.0.1:"), "{line}");
         // Ready once the coordinator has heard from it.
         let deadline = Instant::now() + Duration::from_secs(30);
-        while json(client().get(format!("{}/v1/agents", coordinator.url)).send().unwrap())["agents"]
+        while json(
+            client()
+                .get(format!("{}/v1/agents", coordinator.url))
+                .header("authorization", format!("Bearer {TOKEN}"))
+                .send()
+                .unwrap(),
+        )["agents"]
             .as_array()
             .unwrap()
             .is_empty()
@@ -421,7 +430,8 @@ fn a_job_runs_on_an_agent_and_submit_follows_it_live_to_success() {
     }
     assert!(!shown.contains('\u{1b}'), "no colours off a terminal");
 
-    let jobs = json(client().get(coordinator.jobs()).send().unwrap());
+    let jobs =
+        json(client().get(coordinator.jobs()).header("authorization", format!("Bearer {TOKEN}")).send().unwrap());
     let job = &jobs["jobs"][0];
     assert_eq!(job["state"], "succeeded");
     assert_eq!(job["correlation_id"], correlation);
@@ -604,7 +614,13 @@ fn agents_named_in_the_configuration_are_found_by_their_health() {
     let _agent = Agent::start_with(&coordinator, &["--listen", &format!("127.0.0.1:{port}"), "--name", "self-named"]);
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let agents = json(client().get(format!("{}/v1/agents", coordinator.url)).send().unwrap());
+        let agents = json(
+            client()
+                .get(format!("{}/v1/agents", coordinator.url))
+                .header("authorization", format!("Bearer {TOKEN}"))
+                .send()
+                .unwrap(),
+        );
         let names: Vec<&str> =
             agents["agents"].as_array().unwrap().iter().map(|a| a["name"].as_str().unwrap()).collect();
         if names.contains(&"static-a") {

@@ -12,17 +12,19 @@
 //! | method and path | what it does | token |
 //! | --- | --- | --- |
 //! | `POST /v1/jobs` | submits a job (JSON: `config_name`, `config`, `input`, `output`); `201` with the job | yes |
-//! | `GET /v1/jobs` | every job, oldest first | no |
+//! | `GET /v1/jobs` | every job, oldest first | yes (it lists every id) |
 //! | `GET /v1/jobs/{id}` | one job | no |
 //! | `DELETE /v1/jobs/{id}` | cancels a job that has not finished | yes |
 //! | `GET /v1/jobs/{id}/events` | the job's events as SSE, resumed after `Last-Event-ID` | no |
 //! | `POST /v1/agents` | an agent's heartbeat ([`crate::wire::Heartbeat`]) | yes |
-//! | `GET /v1/agents` | the live agents and what they run | no |
+//! | `GET /v1/agents` | the live agents and what they run | yes |
 //! | `POST /v1/jobs/{id}/lines` | lines a job's processes printed (from its agent) | yes |
 //! | `POST /v1/jobs/{id}/outcome` | how a job's run ended (from its agent) | yes |
 //!
 //! - **Tokens.** Every request that changes state carries `Authorization: Bearer <token>`,
 //!   compared in constant time; the token is read from a file or a variable and never printed.
+//!   So do the lists (jobs, agents). A job's own view and stream need only its id: 128 random
+//!   bits, known to whoever submitted it, so the id is the capability to read it.
 //! - **Correlation.** `x-correlation-id` (32 hex digits or a UUID) is taken, or one is made;
 //!   a malformed one is a `400` that says what was expected. `traceparent`, when sent, must be
 //!   a valid W3C version-00 value. Both are kept with the job and go with it to its agent.

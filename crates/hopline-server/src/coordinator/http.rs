@@ -189,7 +189,11 @@ fn fresh_correlation_id() -> CorrelationId {
     CorrelationId(u128::from_be_bytes(bytes))
 }
 
-async fn list(State(state): State<AppState>) -> Response {
+async fn list(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    // The list gives every job's id, and an id is what lets one read a job: token only.
+    if !authorized(&state, &headers) {
+        return unauthorized();
+    }
     Json(serde_json::json!({ "jobs": state.registry.list() })).into_response()
 }
 
@@ -263,7 +267,10 @@ async fn heartbeat(State(state): State<AppState>, headers: HeaderMap, body: Byte
     }
 }
 
-async fn agents(State(state): State<AppState>) -> Response {
+async fn agents(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    if !authorized(&state, &headers) {
+        return unauthorized();
+    }
     Json(serde_json::json!({ "agents": state.agents.list() })).into_response()
 }
 
