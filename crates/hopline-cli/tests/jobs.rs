@@ -481,16 +481,7 @@ fn a_failing_run_fails_its_job_with_the_root_cause_and_submit_says_so() {
 fn cancelling_a_running_job_stops_its_run_and_ends_it_cancelled() {
     let coordinator = Coordinator::start(&[]);
     let _agent = Agent::start(&coordinator);
-    let dir = tempfile::tempdir().unwrap();
-    let input = dir.path().join("input.ndjson");
-    std::fs::write(&input, (1..=2000).map(|i| format!("{{\"n\":{i}}}\n")).collect::<String>()).unwrap();
-    let config = dir.path().join("slow.yml");
-    std::fs::write(
-        &config,
-        "app: probe\nscenario: slow\nruntime: { batch_size: 10 }\nsource: { kind: ndjson, path: in.ndjson }\nsink: { kind: ndjson, path: out.ndjson }\nnodes:\n  - kind: delay\n    params: { every_ms: 50, every: 10 }\n",
-    )
-    .unwrap();
-    let out = dir.path().join("out.ndjson");
+    let (_dir, config, input, out) = slow_job(2000, 50);
     let submitted =
         submit_command(&coordinator, &config, &["-i", input.to_str().unwrap(), "-o", out.to_str().unwrap()])
             .output()
@@ -529,16 +520,7 @@ fn cancelling_a_running_job_stops_its_run_and_ends_it_cancelled() {
 fn an_agent_that_stops_heartbeating_has_its_jobs_failed_with_the_reason() {
     let coordinator = Coordinator::start(&["--agent-timeout", "1s"]);
     let mut agent = Agent::start(&coordinator);
-    let dir = tempfile::tempdir().unwrap();
-    let input = dir.path().join("input.ndjson");
-    std::fs::write(&input, (1..=2000).map(|i| format!("{{\"n\":{i}}}\n")).collect::<String>()).unwrap();
-    let config = dir.path().join("slow.yml");
-    std::fs::write(
-        &config,
-        "app: probe\nscenario: slow\nruntime: { batch_size: 10 }\nsource: { kind: ndjson, path: in.ndjson }\nsink: { kind: ndjson, path: out.ndjson }\nnodes:\n  - kind: delay\n    params: { every_ms: 50, every: 10 }\n",
-    )
-    .unwrap();
-    let out = dir.path().join("out.ndjson");
+    let (_dir, config, input, out) = slow_job(2000, 50);
     let submitted =
         submit_command(&coordinator, &config, &["-i", input.to_str().unwrap(), "-o", out.to_str().unwrap()])
             .output()
@@ -660,16 +642,7 @@ fn submit_refuses_clearly_when_the_coordinator_says_no_or_is_not_there() {
 fn a_client_that_goes_away_changes_nothing_and_another_can_follow_to_the_end() {
     let coordinator = Coordinator::start(&[]);
     let _agent = Agent::start(&coordinator);
-    let dir = tempfile::tempdir().unwrap();
-    let input = dir.path().join("input.ndjson");
-    std::fs::write(&input, (1..=300).map(|i| format!("{{\"n\":{i}}}\n")).collect::<String>()).unwrap();
-    let config = dir.path().join("slow.yml");
-    std::fs::write(
-        &config,
-        "app: probe\nscenario: slow\nruntime: { batch_size: 10 }\nsource: { kind: ndjson, path: in.ndjson }\nsink: { kind: ndjson, path: out.ndjson }\nnodes:\n  - kind: delay\n    params: { every_ms: 30, every: 10 }\n",
-    )
-    .unwrap();
-    let out = dir.path().join("out.ndjson");
+    let (_dir, config, input, out) = slow_job(300, 30);
     let submitted =
         submit_command(&coordinator, &config, &["-i", input.to_str().unwrap(), "-o", out.to_str().unwrap()])
             .output()
@@ -711,4 +684,22 @@ fn a_coordinator_stops_promptly_even_with_followers_connected() {
     let mut rest = String::new();
     let _ = reader.read_to_string(&mut rest);
     assert!(!rest.contains("event: cancelled"), "the stream just ends: {rest}");
+}
+
+/// A probe job that takes a while: `lines` events, a `every_ms` ms sleep every ten. Returns
+/// its folder (kept alive by the caller), config, input and output paths.
+fn slow_job(lines: usize, every_ms: u64) -> (tempfile::TempDir, PathBuf, PathBuf, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("input.ndjson");
+    std::fs::write(&input, (1..=lines).map(|i| format!("{{\"n\":{i}}}\n")).collect::<String>()).unwrap();
+    let config = dir.path().join("slow.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "app: probe\nscenario: slow\nruntime: {{ batch_size: 10 }}\nsource: {{ kind: ndjson, path: in.ndjson }}\nsink: {{ kind: ndjson, path: out.ndjson }}\nnodes:\n  - kind: delay\n    params: {{ every_ms: {every_ms}, every: 10 }}\n"
+        ),
+    )
+    .unwrap();
+    let out = dir.path().join("out.ndjson");
+    (dir, config, input, out)
 }
