@@ -482,13 +482,7 @@ fn cancelling_a_running_job_stops_its_run_and_ends_it_cancelled() {
     let coordinator = Coordinator::start(&[]);
     let _agent = Agent::start(&coordinator);
     let (_dir, config, input, out) = slow_job(2000, 50);
-    let submitted =
-        submit_command(&coordinator, &config, &["-i", input.to_str().unwrap(), "-o", out.to_str().unwrap()])
-            .output()
-            .unwrap();
-    assert!(submitted.status.success());
-    let id = String::from_utf8(submitted.stdout).unwrap().trim().to_string();
-    assert_eq!(id.len(), 32, "without --follow, the id alone");
+    let id = submit_id(&coordinator, &config, &input, &out);
     wait_for_state(&coordinator, &id, "running");
     // Wait for the run to say it started: its pid comes with its narration.
     let stream = follow(format!("{}/{id}/events", coordinator.jobs()), None);
@@ -521,11 +515,7 @@ fn an_agent_that_stops_heartbeating_has_its_jobs_failed_with_the_reason() {
     let coordinator = Coordinator::start(&["--agent-timeout", "1s"]);
     let mut agent = Agent::start(&coordinator);
     let (_dir, config, input, out) = slow_job(2000, 50);
-    let submitted =
-        submit_command(&coordinator, &config, &["-i", input.to_str().unwrap(), "-o", out.to_str().unwrap()])
-            .output()
-            .unwrap();
-    let id = String::from_utf8(submitted.stdout).unwrap().trim().to_string();
+    let id = submit_id(&coordinator, &config, &input, &out);
     wait_for_state(&coordinator, &id, "running");
     let _ = agent.child.kill();
     let _ = agent.child.wait();
@@ -643,11 +633,7 @@ fn a_client_that_goes_away_changes_nothing_and_another_can_follow_to_the_end() {
     let coordinator = Coordinator::start(&[]);
     let _agent = Agent::start(&coordinator);
     let (_dir, config, input, out) = slow_job(300, 30);
-    let submitted =
-        submit_command(&coordinator, &config, &["-i", input.to_str().unwrap(), "-o", out.to_str().unwrap()])
-            .output()
-            .unwrap();
-    let id = String::from_utf8(submitted.stdout).unwrap().trim().to_string();
+    let id = submit_id(&coordinator, &config, &input, &out);
     {
         // Read the first event, then hang up in the middle of the stream.
         let response = client().get(format!("{}/{id}/events", coordinator.jobs())).send().unwrap();
@@ -702,4 +688,15 @@ fn slow_job(lines: usize, every_ms: u64) -> (tempfile::TempDir, PathBuf, PathBuf
     .unwrap();
     let out = dir.path().join("out.ndjson");
     (dir, config, input, out)
+}
+
+/// Submits a job without `--follow`: the command prints the job's id alone, and succeeds.
+fn submit_id(coordinator: &Coordinator, config: &Path, input: &Path, out: &Path) -> String {
+    let submitted = submit_command(coordinator, config, &["-i", input.to_str().unwrap(), "-o", out.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(submitted.status.success(), "{}", String::from_utf8_lossy(&submitted.stderr));
+    let id = String::from_utf8(submitted.stdout).unwrap().trim().to_string();
+    assert_eq!(id.len(), 32, "without --follow, the id alone: {id:?}");
+    id
 }

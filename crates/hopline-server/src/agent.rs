@@ -34,7 +34,9 @@ use axum::routing::post;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::sync::mpsc;
 
-use hopline_runtime::tracing::{JobSpan, ServiceTracer};
+use hopline_model::trace::SpanKind;
+use hopline_runtime::narration::Narration;
+use hopline_runtime::tracing::{OpenSpan, ServiceTracer};
 
 use crate::Token;
 use crate::wire::{Heartbeat, Line, Lines, Outcome, RunRequest};
@@ -145,15 +147,20 @@ async fn heartbeats(state: AgentState, url: String) {
         let running: Vec<String> = state.runs().keys().cloned().collect();
         let beat = Heartbeat { name: state.settings.name.clone(), url: url.clone(), running };
         // A coordinator that is down misses heartbeats; the next one goes anyway.
-        let _ = state
-            .client
-            .post(format!("{}/v1/agents", state.settings.coordinator))
-            .header("authorization", state.settings.token.header_value().as_str())
-            .header("content-type", "application/json")
-            .body(serde_json::to_string(&beat).unwrap_or_default())
-            .send()
-            .await;
+        let _ = post_to_coordinator(&state, "/v1/agents", serde_json::to_string(&beat).unwrap_or_default()).await;
     }
+}
+
+/// POSTs a JSON body to the coordinator at `path`, with the token.
+async fn post_to_coordinator(state: &AgentState, path: &str, body: String) -> reqwest::Result<reqwest::Response> {
+    state
+        .client
+        .post(format!("{}{path}", state.settings.coordinator))
+        .header("authorization", state.settings.token.header_value().as_str())
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
 }
 
 /// `GET /v1/health`: alive, and how many jobs it runs (a coordinator that knows this agent
@@ -268,7 +275,10 @@ async fn run_job(state: AgentState, mut request: RunRequest) {
     let job = request.job.clone();
     // The agent's span continues the coordinator's; the run continues the agent's.
     let span = state.tracer.as_ref().map(|_| {
-        JobSpan::begin(request.traceparent.as_deref().and_then(hopline_model::TraceContext::parse_traceparent))
+        OpenSpan::begin(
+            SpanKind::Job,
+            request.traceparent.as_deref().and_then(hopline_model::TraceContext::parse_traceparent),
+        )
     });
     if let Some(span) = &span {
         request.traceparent = Some(span.context.to_string());
@@ -298,15 +308,9 @@ async fn run_job(state: AgentState, mut request: RunRequest) {
             .then(|| format!("{}: {}", outcome.state, outcome.reason.clone().unwrap_or_default()));
         tracer.record(span.end(correlation_id, failure));
     }
+    let body = serde_json::to_string(&outcome).unwrap_or_default();
     for _ in 0..5 {
-        let sent = state
-            .client
-            .post(format!("{}/v1/jobs/{job}/outcome", state.settings.coordinator))
-            .header("authorization", state.settings.token.header_value().as_str())
-            .header("content-type", "application/json")
-            .body(serde_json::to_string(&outcome).unwrap_or_default())
-            .send()
-            .await;
+        let sent = post_to_coordinator(&state, &format!("/v1/jobs/{job}/outcome"), body.clone()).await;
         if sent.is_ok_and(|r| r.status().is_success() || r.status().is_client_error()) {
             break;
         }
@@ -436,11 +440,8 @@ async fn run_child(state: &AgentState, request: &RunRequest, lines: mpsc::Sender
     let reading_out = tokio::spawn(async move {
         let mut stdout = stdout;
         while let Some(text) = next_line(&mut stdout).await {
-            if let Ok(narration) = serde_json::from_str::<serde_json::Value>(&text) {
-                if narration["narration"] == 1 && narration["action"] == "run.failed" {
-                    let message = narration["message"].as_str().unwrap_or_default().to_string();
-                    out_failure.lock().unwrap_or_else(|p| p.into_inner()).0 = Some(message);
-                }
+            if let Some(failed) = Narration::parse(&text).filter(|n| n.action == "run.failed") {
+                out_failure.lock().unwrap_or_else(|p| p.into_inner()).0 = Some(failed.message);
             }
             hand_on(&out_lines, Line { stream: "stdout".into(), text }, &out_dropped);
         }
@@ -529,14 +530,7 @@ async fn send_lines(state: AgentState, job: String, mut lines: mpsc::Receiver<Li
         let body = serde_json::to_string(&Lines { lines: std::mem::take(&mut batch) }).unwrap_or_default();
         bytes = 0;
         for _ in 0..3 {
-            let sent = state
-                .client
-                .post(format!("{}/v1/jobs/{job}/lines", state.settings.coordinator))
-                .header("authorization", state.settings.token.header_value().as_str())
-                .header("content-type", "application/json")
-                .body(body.clone())
-                .send()
-                .await;
+            let sent = post_to_coordinator(&state, &format!("/v1/jobs/{job}/lines"), body.clone()).await;
             match sent {
                 // The job is over at the coordinator (cancelled, or failed while its run went
                 // on): nobody wants this run any more.

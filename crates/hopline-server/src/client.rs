@@ -6,6 +6,8 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use hopline_runtime::narration::{Level, Narration};
+
 use crate::Token;
 
 /// What to submit, and where.
@@ -201,16 +203,18 @@ impl Render<'_> {
         let value: serde_json::Value = serde_json::from_str(data).unwrap_or_default();
         match name {
             "narration" => {
-                let actor = value["actor"]["group"].as_str().or(value["actor"]["process"].as_str()).unwrap_or("?");
-                let time = value["time"].as_str().unwrap_or("").get(11..23).unwrap_or("");
-                let level = value["level"].as_str().unwrap_or("info");
-                let message = value["message"].as_str().unwrap_or("");
-                let text = format!("{time} {actor:>10}  {message}");
-                let text = match level {
-                    "error" => self.paint("31", &text),
-                    "warn" => self.paint("33", &text),
-                    "debug" => self.paint("2", &text),
-                    _ => text,
+                let Some(n) = Narration::parse(data) else {
+                    self.line(data);
+                    return None;
+                };
+                let actor = n.actor.group.as_deref().unwrap_or(&n.actor.process);
+                let time = n.time.get(11..23).unwrap_or("");
+                let text = format!("{time} {actor:>10}  {}", n.message);
+                let text = match n.level {
+                    Level::Error => self.paint("31", &text),
+                    Level::Warn => self.paint("33", &text),
+                    Level::Debug => self.paint("2", &text),
+                    Level::Info => text,
                 };
                 self.line(&text);
                 None

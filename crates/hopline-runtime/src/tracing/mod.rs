@@ -219,48 +219,51 @@ fn sample_root(sampler: Sampler, trace_id: &[u8; 16]) -> bool {
     }
 }
 
-/// The run's own span, ended by [`RunSpan::finish`]: a child of `parent` (the caller's trace:
-/// an agent's job, a CI step) or a new trace. It is recorded whatever the sampler (it is one
-/// span), unless the sampler is `always_off`.
-pub struct RunSpan {
-    pub context: TraceContext,
-    parent_span_id: [u8; 8],
-    start_ns: u64,
-    correlation_id: CorrelationId,
-}
-
 /// The variable a caller puts its W3C trace context in (as `traceparent` would carry it).
 pub const TRACEPARENT_VAR: &str = "TRACEPARENT";
 
-impl RunSpan {
-    pub fn begin(correlation_id: CorrelationId, parent: Option<TraceContext>) -> RunSpan {
+/// A span that covers a whole piece of work rather than one event: a run (the supervisor's,
+/// or the memory profile's process), or a job as a service sees it (the coordinator, an
+/// agent). A child of `parent` (the caller's trace context) or the root of a new trace;
+/// [`OpenSpan::end`] makes its record.
+#[derive(Debug, Clone, Copy)]
+pub struct OpenSpan {
+    kind: SpanKind,
+    /// Its context: what the next hop gets as `traceparent`, or event roots link to.
+    pub context: TraceContext,
+    parent_span_id: [u8; 8],
+    start_ns: u64,
+}
+
+impl OpenSpan {
+    pub fn begin(kind: SpanKind, parent: Option<TraceContext>) -> OpenSpan {
         let (trace_id, parent_span_id) = match parent {
             Some(parent) => (parent.trace_id, parent.span_id),
             None => (trace::new_trace_id(), [0; 8]),
         };
-        RunSpan {
+        OpenSpan {
+            kind,
             context: TraceContext { trace_id, span_id: trace::new_span_id(), flags: 1 },
             parent_span_id,
             start_ns: trace::now_ns(),
-            correlation_id,
         }
     }
 
-    /// Notes the run span on this thread (the tracer ships it with its next batch).
-    pub fn finish(self, failed: Option<String>) {
-        trace::record(SpanRecord {
+    /// The span's record, ended now; failed with `failure` if given.
+    pub fn end(&self, correlation_id: CorrelationId, failure: Option<String>) -> SpanRecord {
+        SpanRecord {
             trace_id: self.context.trace_id,
             span_id: self.context.span_id,
             parent_span_id: self.parent_span_id,
-            kind: SpanKind::Run,
+            kind: self.kind,
             start_ns: self.start_ns,
             end_ns: trace::now_ns(),
             seq: 0,
-            correlation_id: self.correlation_id,
+            correlation_id,
             route_hop: 0,
             handoff_from: None,
-            outcome: failed.map_or(Outcome::None, Outcome::failed),
-        });
+            outcome: failure.map_or(Outcome::None, Outcome::failed),
+        }
     }
 }
 
@@ -268,7 +271,8 @@ impl RunSpan {
 /// profile's process) and the forensic trace it writes.
 pub struct RunTracing {
     tracer: Tracer,
-    run_span: Option<RunSpan>,
+    run_span: Option<OpenSpan>,
+    correlation_id: CorrelationId,
     forensic: Option<Arc<Mutex<ForensicWriter>>>,
 }
 
@@ -304,7 +308,7 @@ impl RunTracing {
         };
         // The caller's trace, if it gave one (an agent passes its job's `traceparent`).
         let parent = std::env::var(TRACEPARENT_VAR).ok().and_then(|t| TraceContext::parse_traceparent(&t));
-        let run_span = (tracing.sampler != Sampler::AlwaysOff).then(|| RunSpan::begin(correlation_id, parent));
+        let run_span = (tracing.sampler != Sampler::AlwaysOff).then(|| OpenSpan::begin(SpanKind::Run, parent));
         let send: Option<ForensicSend> = forensic.as_ref().map(|writer| {
             let writer = Arc::clone(writer);
             Box::new(move |line: String| writer.lock().expect("forensic lock").add(&line).is_ok()) as ForensicSend
@@ -320,7 +324,7 @@ impl RunTracing {
             stdout_via: None,
             append_files: false,
         })?;
-        Ok(RunTracing { tracer, run_span, forensic })
+        Ok(RunTracing { tracer, run_span, correlation_id, forensic })
     }
 
     pub fn tracer(&mut self) -> &mut Tracer {
@@ -344,7 +348,8 @@ impl RunTracing {
     /// writes the forensic trace. `workers` are the other processes' stats, added to the report.
     pub fn finish(self, failure: Option<String>, workers: Vec<(String, TraceStats)>, name: &str) -> TracingReport {
         if let Some(span) = self.run_span {
-            span.finish(failure);
+            // Noted on this thread: the tracer ships it as it finishes.
+            trace::record(span.end(self.correlation_id, failure));
         }
         let mut processes = vec![(name.to_string(), self.tracer.finish())];
         processes.extend(workers);
@@ -424,47 +429,6 @@ impl ServiceTracer {
     pub fn finish(self) -> TraceStats {
         drop(self.records);
         self.thread.join().unwrap_or_default()
-    }
-}
-
-/// A job's span in a service: opened when the service takes the job, noted when it is done.
-#[derive(Debug, Clone, Copy)]
-pub struct JobSpan {
-    /// Its context: what the next hop gets as `traceparent`.
-    pub context: TraceContext,
-    parent_span_id: [u8; 8],
-    start_ns: u64,
-}
-
-impl JobSpan {
-    /// A child of `parent` (the caller's `traceparent`), or a new trace.
-    pub fn begin(parent: Option<TraceContext>) -> JobSpan {
-        let (trace_id, parent_span_id) = match parent {
-            Some(parent) => (parent.trace_id, parent.span_id),
-            None => (trace::new_trace_id(), [0; 8]),
-        };
-        JobSpan {
-            context: TraceContext { trace_id, span_id: trace::new_span_id(), flags: 1 },
-            parent_span_id,
-            start_ns: trace::now_ns(),
-        }
-    }
-
-    /// The span's record, ended now; failed with `failure` if given.
-    pub fn end(&self, correlation_id: CorrelationId, failure: Option<String>) -> SpanRecord {
-        SpanRecord {
-            trace_id: self.context.trace_id,
-            span_id: self.context.span_id,
-            parent_span_id: self.parent_span_id,
-            kind: SpanKind::Job,
-            start_ns: self.start_ns,
-            end_ns: trace::now_ns(),
-            seq: 0,
-            correlation_id,
-            route_hop: 0,
-            handoff_from: None,
-            outcome: failure.map_or(Outcome::None, Outcome::failed),
-        }
     }
 }
 

@@ -14,8 +14,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use futures_util::stream::{self, Stream};
 use hopline_jobs::{EventKind, JobId, JobRequest, JobState, Registry, RegistryError};
+use hopline_model::trace::SpanKind;
 use hopline_model::{CorrelationId, TraceContext};
-use hopline_runtime::tracing::{JobSpan, ServiceTracer};
+use hopline_runtime::narration::Narration;
+use hopline_runtime::tracing::{OpenSpan, ServiceTracer};
 use serde::Deserialize;
 use tokio::sync::watch;
 
@@ -38,7 +40,7 @@ pub(crate) struct AppState {
 
 /// The open spans of the jobs this coordinator handles.
 #[derive(Default)]
-pub(crate) struct JobSpans(std::sync::Mutex<std::collections::HashMap<JobId, (JobSpan, CorrelationId)>>);
+pub(crate) struct JobSpans(std::sync::Mutex<std::collections::HashMap<JobId, (OpenSpan, CorrelationId)>>);
 
 impl JobSpans {
     /// Ends the spans of the jobs that have finished (or are gone).
@@ -150,7 +152,9 @@ async fn submit(State(state): State<AppState>, headers: HeaderMap, body: Bytes) 
         return error(StatusCode::BAD_REQUEST, "config: the pipeline config's text is empty");
     }
     // With tracing, the job's span (a child of the client's) is what the agent continues.
-    let span = state.tracing.then(|| JobSpan::begin(traceparent.as_deref().and_then(TraceContext::parse_traceparent)));
+    let span = state
+        .tracing
+        .then(|| OpenSpan::begin(SpanKind::Job, traceparent.as_deref().and_then(TraceContext::parse_traceparent)));
     let request = JobRequest {
         config_name: submit.config_name.unwrap_or_else(|| "config.yml".into()),
         config_text: submit.config,
@@ -302,8 +306,7 @@ async fn lines(State(state): State<AppState>, headers: HeaderMap, Path(id): Path
 
 /// Whether a line is a narration line of a version this coordinator knows.
 fn is_narration(line: &str) -> bool {
-    line.trim_start().starts_with("{\"narration\":")
-        && serde_json::from_str::<serde_json::Value>(line).is_ok_and(|v| v["narration"] == 1)
+    line.trim_start().starts_with("{\"narration\":") && Narration::parse(line).is_some()
 }
 
 async fn outcome(State(state): State<AppState>, headers: HeaderMap, Path(id): Path<String>, body: Bytes) -> Response {
