@@ -5,10 +5,11 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-use hopline_model::{ConfigError, LineMessage, PipelineConfig, Registry};
+use hopline_model::{ConfigError, Ends, Message, PipelineConfig, Registry};
+use hopline_runtime::adapters::LineEnds;
 use hopline_runtime::{Progress, RunError, RunOptions, RunReport, run_pipeline};
 
-const APPS: &[&str] = &[hopline_fundload::APP, hopline_probe::APP];
+const APPS: &[&str] = &[hopline_fundload::APP, hopline_probe::APP, hopline_observer::APP];
 
 fn unknown_app(config: &PipelineConfig) -> RunError {
     RunError::Config(ConfigError {
@@ -27,8 +28,18 @@ pub fn run(
     progress: &mut dyn FnMut(Progress),
 ) -> Result<RunReport, RunError> {
     match config.app.as_str() {
-        hopline_fundload::APP => run_pipeline(&hopline_fundload::registry(), config, base_dir, options, progress),
-        hopline_probe::APP => run_pipeline(&hopline_probe::registry(), config, base_dir, options, progress),
+        hopline_fundload::APP => {
+            run_pipeline(&hopline_fundload::registry(), &LineEnds, config, base_dir, options, progress)
+        }
+        hopline_probe::APP => run_pipeline(&hopline_probe::registry(), &LineEnds, config, base_dir, options, progress),
+        hopline_observer::APP => run_pipeline(
+            &hopline_observer::registry(),
+            &hopline_observer::ObserverEnds,
+            config,
+            base_dir,
+            options,
+            progress,
+        ),
         _ => Err(unknown_app(config)),
     }
 }
@@ -63,14 +74,15 @@ pub fn run_worker() -> i32 {
 /// Builds a config's pipeline without running it; returns its node chain for display.
 pub fn check(config: &PipelineConfig) -> Result<String, RunError> {
     match config.app.as_str() {
-        hopline_fundload::APP => chain(&hopline_fundload::registry(), config),
-        hopline_probe::APP => chain(&hopline_probe::registry(), config),
+        hopline_fundload::APP => chain(&hopline_fundload::registry(), &LineEnds, config),
+        hopline_probe::APP => chain(&hopline_probe::registry(), &LineEnds, config),
+        hopline_observer::APP => chain(&hopline_observer::registry(), &hopline_observer::ObserverEnds, config),
         _ => Err(unknown_app(config)),
     }
 }
 
-fn chain<M: LineMessage>(registry: &Registry<M>, config: &PipelineConfig) -> Result<String, RunError> {
-    let pipeline = registry.build(config, &[M::LINE], &[M::RECORD])?;
+fn chain<M: Message>(registry: &Registry<M>, ends: &dyn Ends<M>, config: &PipelineConfig) -> Result<String, RunError> {
+    let pipeline = hopline_runtime::run::build(registry, ends, config)?;
     let names: Vec<&str> = pipeline.stages.iter().map(|s| s.info.name.as_str()).collect();
     Ok(format!("source → {} → sink", names.join(" → ")))
 }
@@ -80,10 +92,11 @@ pub fn describe_nodes() -> String {
     let mut out = String::new();
     describe(&mut out, &hopline_fundload::registry());
     describe(&mut out, &hopline_probe::registry());
+    describe(&mut out, &hopline_observer::registry());
     out
 }
 
-fn describe<M: LineMessage>(out: &mut String, registry: &Registry<M>) {
+fn describe<M: Message>(out: &mut String, registry: &Registry<M>) {
     let _ = writeln!(out, "app {}", registry.app());
     for kind in registry.kinds() {
         let _ = writeln!(out, "  {:<12} {}", kind.name, kind.summary);

@@ -5,6 +5,7 @@
 //! for any Unix filter whose reader goes away, e.g. `hopline run ... | head`: said nowhere).
 
 mod apps;
+mod observer;
 mod trace;
 
 use std::io::IsTerminal;
@@ -181,6 +182,12 @@ enum Command {
     Trace {
         #[command(subcommand)]
         command: trace::TraceCommand,
+    },
+    /// The observer app's database side: `migrate` (its schema and capture triggers) and `dlq`
+    /// (its dead-letter queue: list, retry). The observer itself runs with `hopline run`.
+    Observer {
+        #[command(subcommand)]
+        command: observer::ObserverCommand,
     },
 }
 
@@ -371,6 +378,7 @@ fn main() -> ExitCode {
         }
         Command::Generate { app } => generate(app).map_err(Failure::Run),
         Command::Trace { command } => trace::run(command).map_err(Failure::Run),
+        Command::Observer { command } => observer::run(command).map_err(Failure::Run),
         Command::Agent { coordinator, token_file, listen, advertise, name, heartbeat, stop_grace, trace_otlp } => {
             agent(AgentArgs { coordinator, token_file, listen, advertise, name, heartbeat, stop_grace, trace_otlp })
         }

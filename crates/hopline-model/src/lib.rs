@@ -7,12 +7,14 @@
 //! - [`config`]: the YAML pipeline config, strictly validated, every error with file, key path and line;
 //!   under the multiprocess profile, the process groups and the transport settings; under either,
 //!   the tracing settings and their precedence with the `OTEL_*` variables and the command line.
+//! - [`ends`]: sources and sinks, and the adapter kinds an app can open ([`Ends`]).
 //! - [`wire`]: how a message crosses a process boundary (its app's compact binary encoding).
 //!
 //! Nothing here reads a file, opens a socket or starts a thread: the runtime does that.
 
 pub mod clock;
 pub mod config;
+pub mod ends;
 pub mod envelope;
 pub mod node;
 pub mod registry;
@@ -20,9 +22,10 @@ pub mod trace;
 pub mod wire;
 
 pub use config::{
-    ConfigError, KeySource, MultiprocessConfig, ObservabilityConfig, Params, PipelineConfig, ProcessGroup, Profile,
-    RuntimeConfig, TracingConfig, TransportConfig,
+    AdapterConfig, ConfigError, KeySource, MultiprocessConfig, ObservabilityConfig, Params, PipelineConfig,
+    ProcessGroup, Profile, RuntimeConfig, TracingConfig, TransportConfig,
 };
+pub use ends::{EndKinds, Ends, Sink, SinkError, Source, SourceError};
 pub use envelope::{CorrelationId, Envelope, EnvelopeHeader, Route, TraceContext};
 pub use node::{Context, Emit, Incident, LineMessage, Message, Node, NodeError, NodeInfo, NodeReport, Transform};
 pub use registry::{NodeKind, Pipeline, Registry, Stage};

@@ -95,6 +95,16 @@ impl<'a> Context<'a> {
             crate::trace::Detail::NONE
         }
     }
+
+    /// Opens a span of the node's own under this node's span, at info level, with a name and
+    /// attributes of its choosing ([`crate::trace::Span`]): an action taken on the event, a
+    /// request made for it. `None` unless the event is sampled and the run traces.
+    #[inline]
+    pub fn span(&self, name: impl FnOnce() -> String) -> Option<crate::trace::Span> {
+        let parent = crate::trace::sampled(self.header)?;
+        let node = crate::trace::current_node().filter(|node| node.trace_id == parent.trace_id)?;
+        crate::trace::Span::open(node, name(), self.header)
+    }
 }
 
 /// Where a node puts what it emits. Every emitted message inherits the input's header.

@@ -47,6 +47,43 @@ pub enum SpanKind {
     Receive { from: u16 },
     /// A node's own span inside its node span (debug level).
     Detail { name: &'static str },
+    /// A span a node records itself, at info level, with its own name, kind and attributes
+    /// ([`SpanRecord::custom`]; see [`Span`]): an action, an HTTP request it makes.
+    Custom,
+}
+
+/// An attribute value of a [`Span`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AttrValue {
+    Str(String),
+    Int(i64),
+}
+
+impl From<&str> for AttrValue {
+    fn from(s: &str) -> Self {
+        AttrValue::Str(s.to_string())
+    }
+}
+
+impl From<String> for AttrValue {
+    fn from(s: String) -> Self {
+        AttrValue::Str(s)
+    }
+}
+
+impl From<i64> for AttrValue {
+    fn from(n: i64) -> Self {
+        AttrValue::Int(n)
+    }
+}
+
+/// What a [`SpanKind::Custom`] span says about itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CustomSpan {
+    pub name: String,
+    /// An outgoing request (an OpenTelemetry CLIENT span) rather than internal work.
+    pub client: bool,
+    pub attributes: Vec<(&'static str, AttrValue)>,
 }
 
 /// What a node did with an event.
@@ -98,6 +135,8 @@ pub struct SpanRecord {
     /// a hop (receive spans name it in their kind).
     pub handoff_from: Option<u16>,
     pub outcome: Outcome,
+    /// The name, kind and attributes of a [`SpanKind::Custom`] span; `None` for the others.
+    pub custom: Option<Box<CustomSpan>>,
 }
 
 thread_local! {
@@ -206,7 +245,13 @@ impl NodeSpan {
             route_hop: self.route_hop,
             handoff_from: self.handoff_from,
             outcome,
+            custom: None,
         });
+    }
+
+    /// The node span's own context: the parent of the spans a node records inside it.
+    pub fn context(&self) -> TraceContext {
+        TraceContext { span_id: self.span_id, ..self.parent }
     }
 }
 
@@ -219,7 +264,8 @@ impl Drop for NodeSpan {
 }
 
 /// Starts timing node `index` on a sampled event. Returns `None` when this thread does not
-/// record spans. While the node runs, [`crate::Context::detail`] spans are its children.
+/// record spans. While the node runs, [`crate::Context::detail`] and [`crate::Context::span`]
+/// spans are its children.
 #[cold]
 pub fn node_started(parent: TraceContext, index: usize, header: &EnvelopeHeader) -> Option<NodeSpan> {
     let level = level();
@@ -237,10 +283,8 @@ pub fn node_started(parent: TraceContext, index: usize, header: &EnvelopeHeader)
         start_ns: now_ns(),
         done: false,
     };
-    if level == Level::Debug {
-        let current = TraceContext { span_id: span.span_id, ..parent };
-        CURRENT_NODE.set(Some((current, header.seq, header.correlation_id)));
-    }
+    let current = TraceContext { span_id: span.span_id, ..parent };
+    CURRENT_NODE.set(Some((current, header.seq, header.correlation_id)));
     Some(span)
 }
 
@@ -300,8 +344,99 @@ impl Detail {
                 route_hop: 0,
                 handoff_from: None,
                 outcome: Outcome::None,
+                custom: None,
             });
         }
+    }
+}
+
+/// The node span running on this thread, if any (a sampled event's).
+pub fn current_node() -> Option<TraceContext> {
+    CURRENT_NODE.get().map(|(context, _, _)| context)
+}
+
+/// A span a node records itself, with its own name and attributes, at info level: an action it
+/// takes on an event, an HTTP request it makes. Its [`Span::context`] is what a request
+/// carries as `traceparent`, so the receiver's spans join the event's trace. Noted when ended
+/// or dropped (a span dropped without [`Span::end`] is noted as it is).
+#[derive(Debug)]
+pub struct Span {
+    context: TraceContext,
+    parent_span_id: [u8; 8],
+    seq: u64,
+    correlation_id: CorrelationId,
+    start_ns: u64,
+    custom: Option<Box<CustomSpan>>,
+    failure: Option<String>,
+}
+
+impl Span {
+    /// Opens a span under `parent` (an event's node span, or another [`Span`]) for the event
+    /// `header` describes, if this thread records spans; `None` otherwise.
+    pub fn open(parent: TraceContext, name: impl Into<String>, header: &EnvelopeHeader) -> Option<Span> {
+        if level() == Level::Off || !parent.sampled() {
+            return None;
+        }
+        Some(Span {
+            context: TraceContext { span_id: new_span_id(), ..parent },
+            parent_span_id: parent.span_id,
+            seq: header.seq,
+            correlation_id: header.correlation_id,
+            start_ns: now_ns(),
+            custom: Some(Box::new(CustomSpan { name: name.into(), client: false, attributes: Vec::new() })),
+            failure: None,
+        })
+    }
+
+    /// Marks it as an outgoing request (a CLIENT span).
+    pub fn client(mut self) -> Span {
+        if let Some(custom) = &mut self.custom {
+            custom.client = true;
+        }
+        self
+    }
+
+    /// Its context: the parent of spans under it, and what a request it makes carries.
+    pub fn context(&self) -> TraceContext {
+        self.context
+    }
+
+    /// Sets an attribute (a later value for the same key replaces the earlier one).
+    pub fn set(&mut self, key: &'static str, value: impl Into<AttrValue>) {
+        if let Some(custom) = &mut self.custom {
+            let value = value.into();
+            match custom.attributes.iter_mut().find(|(k, _)| *k == key) {
+                Some(slot) => slot.1 = value,
+                None => custom.attributes.push((key, value)),
+            }
+        }
+    }
+
+    /// Marks it failed, with the reason (cut to [`Outcome::MAX_MESSAGE_BYTES`]).
+    pub fn fail(&mut self, message: impl Into<String>) {
+        self.failure = Some(message.into());
+    }
+
+    /// Ends it now.
+    pub fn end(self) {}
+}
+
+impl Drop for Span {
+    fn drop(&mut self) {
+        record(SpanRecord {
+            trace_id: self.context.trace_id,
+            span_id: self.context.span_id,
+            parent_span_id: self.parent_span_id,
+            kind: SpanKind::Custom,
+            start_ns: self.start_ns,
+            end_ns: now_ns(),
+            seq: self.seq,
+            correlation_id: self.correlation_id,
+            route_hop: 0,
+            handoff_from: None,
+            outcome: self.failure.take().map_or(Outcome::None, Outcome::failed),
+            custom: self.custom.take(),
+        });
     }
 }
 

@@ -7,10 +7,13 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use hopline_model::config::{AdapterKind, EffectiveTracing, Profile, TracingEnvError, TracingFlags};
-use hopline_model::{ConfigError, CorrelationId, LineMessage, NodeError, PipelineConfig, Registry};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-use crate::adapters::{NdjsonSink, NdjsonSource, SinkError, SourceError};
+use hopline_model::config::{EffectiveTracing, Profile, TracingEnvError, TracingFlags};
+use hopline_model::{ConfigError, CorrelationId, Ends, Envelope, Message, NodeError, PipelineConfig, Registry};
+
+use crate::adapters::{SinkError, Source, SourceError};
 use crate::memory;
 use crate::multiprocess::{MultiprocessFailure, Supervised, WorkerProgram, supervise};
 use crate::narration::{Actor, Fields, Level, Narrator};
@@ -129,10 +132,11 @@ pub(crate) fn resolve(base: &Path, written: &str) -> String {
     }
 }
 
-/// Runs a validated config with `registry`'s nodes. Relative adapter paths in the config are
-/// taken from `base_dir` (the config file's folder).
-pub fn run_pipeline<M: LineMessage>(
+/// Runs a validated config with `registry`'s nodes and `ends`' sources and sinks. Relative
+/// adapter paths in the config are taken from `base_dir` (the config file's folder).
+pub fn run_pipeline<M: Message>(
     registry: &Registry<M>,
+    ends: &dyn Ends<M>,
     config: &PipelineConfig,
     base_dir: &Path,
     options: &RunOptions,
@@ -147,23 +151,11 @@ pub fn run_pipeline<M: LineMessage>(
         }
         .into());
     }
-    // NDJSON is the only adapter kind so far; a new kind fails to compile here until handled.
-    let (AdapterKind::Ndjson, AdapterKind::Ndjson) = (config.source.kind, config.sink.kind);
-    let pipeline = registry.build(config, &[M::LINE], &[M::RECORD])?;
+    let pipeline = build(registry, ends, config)?;
 
-    let input = match &options.input {
-        Some(path) => path.display().to_string(),
-        None => resolve(base_dir, &config.source.path),
-    };
-    // Names of this process's stdin are stdin: a worker's own fd 0 is its bootstrap pipe.
-    let input =
-        if matches!(input.as_str(), "/dev/stdin" | "/dev/fd/0" | "/proc/self/fd/0") { "-".into() } else { input };
-    let output = match &options.output {
-        Some(path) => path.display().to_string(),
-        None => resolve(base_dir, &config.sink.path),
-    };
+    let (input, output) = adapter_names(config, base_dir, options)?;
     let correlation_id = options.correlation_id.unwrap_or_else(fresh_correlation_id);
-    let tracing = resolve_tracing(config, &options.tracing, &output)?;
+    let tracing = resolve_tracing(config, &options.tracing, if config.sink.is_ndjson() { &output } else { "" })?;
     if options.narrate && tracing.stdout {
         return Err(ConfigError {
             origin: config.origin.clone(),
@@ -175,7 +167,7 @@ pub fn run_pipeline<M: LineMessage>(
         }
         .into());
     }
-    if options.narrate && output == "-" {
+    if options.narrate && config.sink.is_ndjson() && output == "-" {
         return Err(ConfigError {
             origin: config.origin.clone(),
             path: "sink.path".into(),
@@ -221,6 +213,7 @@ pub fn run_pipeline<M: LineMessage>(
         }
     };
     let result = run_profile(
+        ends,
         config,
         base_dir,
         options,
@@ -235,6 +228,63 @@ pub fn run_pipeline<M: LineMessage>(
         say_outcome(narrator, &result);
     }
     result
+}
+
+/// Checks the config's ends and builds its nodes, the chain checked from source to sink.
+pub fn build<M: Message>(
+    registry: &Registry<M>,
+    ends: &dyn Ends<M>,
+    config: &PipelineConfig,
+) -> Result<hopline_model::Pipeline<M>, RunError> {
+    let kinds = ends.check(config)?;
+    if config.runtime.profile == Profile::Multiprocess {
+        // Workers open the NDJSON ends themselves; an app's own ends run in one process.
+        for (key, adapter) in [("source", &config.source), ("sink", &config.sink)] {
+            if !adapter.is_ndjson() {
+                return Err(ConfigError::at(
+                    &config.origin,
+                    &format!("{key}.kind"),
+                    adapter.kind_pos,
+                    format!(
+                        "a `{}` {key} runs under `profile: memory` only; the multiprocess profile's workers open \
+                         ndjson sources and sinks",
+                        adapter.kind
+                    ),
+                )
+                .into());
+            }
+        }
+    }
+    Ok(registry.build(config, kinds.source_emits, kinds.sink_consumes)?)
+}
+
+/// What the run reads and writes: for `kind: ndjson`, the paths (the command line's, else the
+/// config's from `base_dir`); for an app's kinds, their kind (they take no path, and refuse
+/// `--input` and `--output`).
+fn adapter_names(config: &PipelineConfig, base_dir: &Path, options: &RunOptions) -> Result<(String, String), RunError> {
+    let name = |key: &str, flag: &str, adapter: &hopline_model::AdapterConfig, given: &Option<PathBuf>| {
+        if adapter.is_ndjson() {
+            return Ok(match given {
+                Some(path) => path.display().to_string(),
+                None => resolve(base_dir, &adapter.path),
+            });
+        }
+        if given.is_some() {
+            return Err(RunError::Config(ConfigError::at(
+                &config.origin,
+                &format!("{key}.kind"),
+                adapter.kind_pos,
+                format!("{flag} replaces the path of an ndjson {key}; this {key} is a `{}`", adapter.kind),
+            )));
+        }
+        Ok(format!("the {} {key}", adapter.kind))
+    };
+    let input = name("source", "--input", &config.source, &options.input)?;
+    // Names of this process's stdin are stdin: a worker's own fd 0 is its bootstrap pipe.
+    let input =
+        if matches!(input.as_str(), "/dev/stdin" | "/dev/fd/0" | "/proc/self/fd/0") { "-".into() } else { input };
+    let output = name("sink", "--output", &config.sink, &options.output)?;
+    Ok((input, output))
 }
 
 /// How often a narrating run says how far it is.
@@ -314,7 +364,8 @@ fn say_outcome(narrator: &Narrator, result: &Result<RunReport, RunError>) {
 
 #[allow(clippy::too_many_arguments)]
 /// Runs the validated config under its profile: the second half of [`run_pipeline`].
-fn run_profile<M: LineMessage>(
+fn run_profile<M: Message>(
+    ends: &dyn Ends<M>,
     config: &PipelineConfig,
     base_dir: &Path,
     options: &RunOptions,
@@ -352,7 +403,8 @@ fn run_profile<M: LineMessage>(
             return supervise(run, progress);
         }
     }
-    let mut source = NdjsonSource::open(&input, correlation_id).map_err(RunError::Source)?;
+    let mut source = ends.open_source(config, base_dir, &input, correlation_id).map_err(RunError::Source)?;
+    let stop = DrainOnSignal::install(source.stops_promptly());
     let mut traced = match tracing.enabled {
         true => Some(RunTracing::start(
             tracing,
@@ -370,9 +422,10 @@ fn run_profile<M: LineMessage>(
         false => None,
     };
     let started = Instant::now();
-    let result = NdjsonSink::create(&output).map_err(RunError::Sink).and_then(|mut sink| {
+    let result = ends.create_sink(config, base_dir, &output).map_err(RunError::Sink).and_then(|mut sink| {
         let tracer = traced.as_mut().map(RunTracing::tracer);
-        memory::execute(&mut pipeline, &mut source, &mut sink, config.runtime.batch_size, progress, tracer)
+        let mut source = Draining { inner: &mut *source, stop: &stop };
+        memory::execute(&mut pipeline, &mut source, &mut *sink, config.runtime.batch_size, progress, tracer)
     });
     let elapsed = started.elapsed();
     let tracing = traced.map(|t| t.finish(result.as_ref().err().map(ToString::to_string), Vec::new(), "main"));
@@ -386,9 +439,66 @@ fn run_profile<M: LineMessage>(
         elapsed,
         nodes: pipeline.stages.iter().map(|s| (s.info.name.clone(), s.node.report())).collect(),
         groups: Vec::new(),
-        stopped_by: None,
+        stopped_by: stop.stopped_by(),
         tracing,
     })
+}
+
+/// The memory profile's graceful stop, for sources that return promptly while their input is
+/// quiet ([`Source::stops_promptly`]): the first SIGINT or SIGTERM ends the input, the batch in
+/// flight goes through and the sink is flushed; a second one ends the process at once. Other
+/// sources keep the signals' default (the process ends), since a read from a quiet pipe would
+/// not see the stop.
+struct DrainOnSignal {
+    stopping: Arc<AtomicBool>,
+    signal: Arc<AtomicUsize>,
+}
+
+impl DrainOnSignal {
+    fn install(wanted: bool) -> DrainOnSignal {
+        use signal_hook::consts::{SIGINT, SIGTERM};
+        let stop = DrainOnSignal { stopping: Arc::new(AtomicBool::new(false)), signal: Arc::new(AtomicUsize::new(0)) };
+        if wanted {
+            for signal in [SIGINT, SIGTERM] {
+                // The first handler acts only once the flag is set: on the second signal.
+                let _ = signal_hook::flag::register_conditional_default(signal, Arc::clone(&stop.stopping));
+                let _ = signal_hook::flag::register_usize(signal, Arc::clone(&stop.signal), signal as usize);
+                let _ = signal_hook::flag::register(signal, Arc::clone(&stop.stopping));
+            }
+        }
+        stop
+    }
+
+    fn stopped_by(&self) -> Option<&'static str> {
+        match self.signal.load(Ordering::SeqCst) as i32 {
+            signal_hook::consts::SIGINT => Some("SIGINT"),
+            signal_hook::consts::SIGTERM => Some("SIGTERM"),
+            _ => None,
+        }
+    }
+}
+
+/// A source that ends once a stop signal has come.
+struct Draining<'a, M> {
+    inner: &'a mut dyn Source<M>,
+    stop: &'a DrainOnSignal,
+}
+
+impl<M: Message> Source<M> for Draining<'_, M> {
+    fn next_batch(&mut self, out: &mut Vec<Envelope<M>>, max: usize) -> Result<bool, SourceError> {
+        if self.stop.stopping.load(Ordering::SeqCst) {
+            return Ok(false);
+        }
+        self.inner.next_batch(out, max)
+    }
+
+    fn position(&self) -> (u64, Option<u64>) {
+        self.inner.position()
+    }
+
+    fn idle(&mut self) -> bool {
+        self.inner.idle()
+    }
 }
 
 /// Node names by their index in the pipeline's node list, as span records refer to them.

@@ -229,23 +229,93 @@ impl Profile {
 }
 
 /// `source:` and `sink:`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
+///
+/// `kind: ndjson` is the runtime's own adapter: newline-delimited JSON in a file, standard
+/// input or standard output, named by `path:`. Any other kind is one its app provides (the
+/// observer's `postgres` source, say), configured by `params:`, which the app reads when it
+/// opens the adapter; whether the app knows the kind is checked when the pipeline is built.
+#[derive(Debug, Clone)]
 pub struct AdapterConfig {
-    pub kind: AdapterKind,
-    /// A file path, relative to the config file's folder, or `-` for stdin/stdout.
+    /// `ndjson`, or a kind the app provides.
+    pub kind: String,
+    /// Where `kind:` is written, for errors about it.
+    pub kind_pos: Pos,
+    /// `kind: ndjson`: a file path, relative to the config file's folder, or `-` for
+    /// stdin/stdout. Empty for an app's kinds, which take no path.
     pub path: String,
     /// The process group that reads the source or writes the sink: required under
     /// `profile: multiprocess` (and then names one of `runtime.process_groups`), refused otherwise.
-    #[serde(default)]
     pub group: Option<String>,
+    /// An app's adapter settings (`params:`), kept with their positions until the app reads
+    /// them; empty for `ndjson`, which refuses them.
+    pub params: Params,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum AdapterKind {
-    /// Newline-delimited JSON: one record a line.
-    Ndjson,
+impl AdapterConfig {
+    /// The runtime's own adapter kind.
+    pub const NDJSON: &'static str = "ndjson";
+
+    /// Whether this is the runtime's NDJSON adapter (rather than one its app provides).
+    pub fn is_ndjson(&self) -> bool {
+        self.kind == Self::NDJSON
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAdapter {
+    kind: Name,
+    #[serde(default)]
+    path: Option<String>,
+    #[serde(default)]
+    group: Option<String>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    params: IgnoredAny,
+}
+
+impl RawAdapter {
+    /// Checks the keys each kind takes: `path:` for ndjson, `params:` for an app's kinds.
+    fn into_config(self, origin: &str, key: &str, doc: &Yaml) -> Result<AdapterConfig, ConfigError> {
+        let node = doc.get(key).expect("read from this key");
+        let kind_pos = node.get("kind").map_or(node.pos, |k| k.pos);
+        let params = node.get("params");
+        let (path, params) = if self.kind.0 == AdapterConfig::NDJSON {
+            if let Some(params) = params {
+                return Err(ConfigError::at(
+                    origin,
+                    &format!("{key}.params"),
+                    node.key_pos("params").unwrap_or(params.pos),
+                    "`params` is for the adapter kinds an app provides; `kind: ndjson` takes a `path` only",
+                ));
+            }
+            let Some(path) = self.path else {
+                return Err(ConfigError::at(
+                    origin,
+                    key,
+                    node.pos,
+                    "missing field `path` (`kind: ndjson` reads or writes a file, or `-` for standard input or output)",
+                ));
+            };
+            (path, Params::empty())
+        } else {
+            if self.path.is_some() {
+                return Err(ConfigError::at(
+                    origin,
+                    &format!("{key}.path"),
+                    node.key_pos("path").unwrap_or(node.pos),
+                    format!("`path` is for `kind: ndjson`; a `{}` {key} takes its settings in `params:`", self.kind.0),
+                ));
+            }
+            let params = Params {
+                tree: params.cloned().unwrap_or_else(|| Yaml::null(node.pos)),
+                path: format!("{key}.params"),
+                origin: origin.into(),
+            };
+            (String::new(), params)
+        };
+        Ok(AdapterConfig { kind: self.kind.0, kind_pos, path, group: self.group, params })
+    }
 }
 
 /// One entry of `nodes:`.
@@ -300,6 +370,31 @@ impl Params {
     pub fn tree(&self) -> &Yaml {
         &self.tree
     }
+
+    /// An error about the value at `keys` under these params (map keys, and list indices as
+    /// numbers: `["observers", "0", "condition"]`), named by its full key path and placed at
+    /// its line (or at the deepest part of the path that is written).
+    pub fn error_at(&self, keys: &[&str], message: impl Into<String>) -> ConfigError {
+        let mut node = &self.tree;
+        let mut path = self.path.clone();
+        for key in keys {
+            let next = match (&node.value, key.parse::<usize>()) {
+                (tree::YamlValue::Seq(items), Ok(i)) => {
+                    path.push_str(&format!("[{i}]"));
+                    items.get(i)
+                }
+                _ => {
+                    path.push_str(&format!(".{key}"));
+                    node.get(key)
+                }
+            };
+            match next {
+                Some(next) => node = next,
+                None => break,
+            }
+        }
+        ConfigError { origin: self.origin.clone(), path, pos: Some(node.pos), message: message.into() }
+    }
 }
 
 /// A config that cannot be used: where, and what was expected.
@@ -345,8 +440,8 @@ struct RawConfig {
     #[serde(default)]
     #[allow(dead_code)]
     runtime: IgnoredAny,
-    source: AdapterConfig,
-    sink: AdapterConfig,
+    source: RawAdapter,
+    sink: RawAdapter,
     nodes: Vec<RawNodeSpec>,
 }
 
@@ -448,7 +543,9 @@ impl PipelineConfig {
             first_named.insert(name.clone(), i);
             nodes.push(NodeSpec { kind: spec.kind.0, name, params, kind_pos, path });
         }
-        let runtime = runtime::read(origin, &tree, &nodes, &raw.source, &raw.sink)?;
+        let source = raw.source.into_config(origin, "source", &tree)?;
+        let sink = raw.sink.into_config(origin, "sink", &tree)?;
+        let runtime = runtime::read(origin, &tree, &nodes, &source, &sink)?;
         Ok(PipelineConfig {
             origin: origin.into(),
             text: text.into(),
@@ -457,8 +554,8 @@ impl PipelineConfig {
             scenario: raw.scenario.0,
             description: raw.description,
             runtime,
-            source: raw.source,
-            sink: raw.sink,
+            source,
+            sink,
             nodes,
         })
     }

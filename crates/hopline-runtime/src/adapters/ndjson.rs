@@ -10,9 +10,50 @@ use std::fs::File;
 use std::io::{self, Read, Write};
 
 use bytes::{Bytes, BytesMut};
-use hopline_model::{CorrelationId, Envelope, EnvelopeHeader, LineMessage};
+use hopline_model::{
+    ConfigError, CorrelationId, EndKinds, Ends, Envelope, EnvelopeHeader, LineMessage, PipelineConfig,
+};
 
 use super::{Sink, SinkError, Source, SourceError};
+
+/// The NDJSON ends: every app whose messages are lines and records reads and writes them.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LineEnds;
+
+impl<M: LineMessage> Ends<M> for LineEnds {
+    fn check(&self, config: &PipelineConfig) -> Result<EndKinds, ConfigError> {
+        for (key, adapter) in [("source", &config.source), ("sink", &config.sink)] {
+            if !adapter.is_ndjson() {
+                return Err(ConfigError::at(
+                    &config.origin,
+                    &format!("{key}.kind"),
+                    adapter.kind_pos,
+                    format!("unknown {key} kind `{}` for app `{}`; expected ndjson", adapter.kind, config.app),
+                ));
+            }
+        }
+        Ok(EndKinds { source_emits: &[M::LINE], sink_consumes: &[M::RECORD] })
+    }
+
+    fn open_source(
+        &self,
+        _: &PipelineConfig,
+        _: &std::path::Path,
+        input: &str,
+        correlation_id: CorrelationId,
+    ) -> Result<Box<dyn Source<M>>, SourceError> {
+        Ok(Box::new(NdjsonSource::open(input, correlation_id)?))
+    }
+
+    fn create_sink(
+        &self,
+        _: &PipelineConfig,
+        _: &std::path::Path,
+        output: &str,
+    ) -> Result<Box<dyn Sink<M>>, SinkError> {
+        Ok(Box::new(NdjsonSink::create(output)?))
+    }
+}
 
 /// Bytes asked of the reader at a time.
 const CHUNK_BYTES: usize = 256 * 1024;

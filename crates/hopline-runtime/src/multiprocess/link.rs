@@ -106,6 +106,7 @@ impl HopSpan {
             route_hop: self.route_hop,
             handoff_from: None,
             outcome,
+            custom: None,
         });
     }
 }

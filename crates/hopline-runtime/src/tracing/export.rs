@@ -18,7 +18,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use hopline_model::TraceContext;
 use hopline_model::config::{BatchConfig, OtlpExport, OtlpProtocol};
-use hopline_model::trace::{Outcome, SpanKind as Kind, SpanRecord};
+use hopline_model::trace::{AttrValue, Outcome, SpanKind as Kind, SpanRecord};
 use hopline_trace::attributes as attr;
 use opentelemetry::trace::{Link, SpanContext, SpanId, SpanKind, Status, TraceFlags, TraceId, TraceState};
 use opentelemetry::{InstrumentationScope, KeyValue};
@@ -552,7 +552,7 @@ impl Converter {
     /// A record's name, kind and attributes, in the order both encodings write them.
     fn describe<'a>(
         &'a self,
-        record: &SpanRecord,
+        record: &'a SpanRecord,
         attribute: &mut dyn FnMut(&'static str, Value<'a>),
     ) -> (Cow<'a, str>, SpanKind) {
         if !matches!(record.kind, Kind::Run | Kind::Job) {
@@ -617,6 +617,22 @@ impl Converter {
                 attribute(attr::LEVEL, Value::Str(attr::LEVEL_DEBUG.into()));
                 (name.into(), SpanKind::Internal)
             }
+            Kind::Custom => match &record.custom {
+                Some(custom) => {
+                    for (key, value) in &custom.attributes {
+                        attribute(
+                            key,
+                            match value {
+                                AttrValue::Str(text) => Value::Str(Cow::Borrowed(text.as_str())),
+                                AttrValue::Int(n) => Value::Int(*n),
+                            },
+                        );
+                    }
+                    let kind = if custom.client { SpanKind::Client } else { SpanKind::Internal };
+                    (Cow::Borrowed(custom.name.as_str()), kind)
+                }
+                None => ("span".into(), SpanKind::Internal),
+            },
         }
     }
 
@@ -899,6 +915,7 @@ mod tests {
             route_hop: 2,
             handoff_from: if matches!(kind, Kind::Node { .. }) { Some(0) } else { None },
             outcome,
+            custom: None,
         }
     }
 

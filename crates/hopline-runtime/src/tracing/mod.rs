@@ -167,6 +167,7 @@ impl Tracer {
                     route_hop: 0,
                     handoff_from: None,
                     outcome: Outcome::None,
+                    custom: None,
                 });
             }
         }
@@ -263,6 +264,7 @@ impl OpenSpan {
             route_hop: 0,
             handoff_from: None,
             outcome: failure.map_or(Outcome::None, Outcome::failed),
+            custom: None,
         }
     }
 }

@@ -1,0 +1,451 @@
+//! Actions: what an observer does with a change it matched.
+//!
+//! - `webhook`: POST a JSON body to a URL, with `traceparent` (the attempt's span, so the
+//!   receiver's spans join the change's trace), `Idempotency-Key` (the change's event id, the
+//!   same on every attempt, retry and restart) and, with a signing secret,
+//!   `X-Hopline-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>">`. A 2xx answer
+//!   delivers it. 408, 429, 5xx, a timeout and a connection failure are tried again after a
+//!   growing, jittered wait (a `Retry-After` of seconds is honoured, up to `max_backoff`); any
+//!   other answer (another 4xx, a redirect) cannot succeed and gives up at once. An action that
+//!   gives up becomes a [`DeadLetter`].
+//! - `log`: a templated line on standard error (the run's log).
+
+use std::fmt;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use hmac::{KeyInit, Mac};
+use serde_json::{Value, json};
+
+use crate::config::{ActionSpec, HeaderSpec, RetrySpec, WebhookSpec};
+use crate::message::Change;
+use crate::template::{BodyTemplate, Scope, Template};
+
+/// One action of one observer, ready to run.
+#[derive(Debug)]
+pub struct Action {
+    /// Its name within its observer (`webhook`, `log`, or the `name:` given).
+    pub name: String,
+    pub kind: ActionKind,
+}
+
+#[derive(Debug)]
+pub enum ActionKind {
+    Webhook(Box<Webhook>),
+    Log(Template),
+}
+
+/// A webhook, its strings expanded and checked.
+pub struct Webhook {
+    /// As written, for the dead-letter queue (references unexpanded).
+    pub spec: WebhookSpec,
+    pub url: reqwest::Url,
+    pub headers: Vec<(reqwest::header::HeaderName, reqwest::header::HeaderValue)>,
+    pub secret: Option<Secret>,
+    pub timeout: Duration,
+    pub body: Option<BodyTemplate>,
+    pub retry: RetrySpec,
+}
+
+impl fmt::Debug for Webhook {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Webhook")
+            .field("url", &self.spec.url)
+            .field("headers", &self.headers.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>())
+            .field("secret", &self.secret)
+            .field("timeout", &self.timeout)
+            .field("retry", &self.retry)
+            .finish()
+    }
+}
+
+/// A signing secret: never shown.
+pub struct Secret(Vec<u8>);
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<secret, not shown>")
+    }
+}
+
+impl Drop for Secret {
+    fn drop(&mut self) {
+        self.0.iter_mut().for_each(|b| *b = 0);
+    }
+}
+
+impl Action {
+    /// Builds an action from its spec; `Err((key, message))` names the key that is wrong.
+    pub fn build(spec: &ActionSpec, name: String) -> Result<Action, (String, String)> {
+        let kind = match spec {
+            ActionSpec::Log(log) => {
+                ActionKind::Log(Template::parse(&log.message).map_err(|m| ("log.message".to_string(), m))?)
+            }
+            ActionSpec::Webhook(spec) => {
+                ActionKind::Webhook(Box::new(Webhook::build(spec).map_err(|(k, m)| (format!("webhook.{k}"), m))?))
+            }
+        };
+        Ok(Action { name, kind })
+    }
+}
+
+impl Webhook {
+    pub fn build(spec: &WebhookSpec) -> Result<Webhook, (&'static str, String)> {
+        let url = parse_url(spec.url.value()).map_err(|m| ("url", m))?;
+        let headers = headers(&spec.headers, &|h| h.value.value().to_string()).map_err(|m| ("headers", m))?;
+        let secret = match &spec.secret {
+            None => None,
+            Some(secret) if !secret.is_one_reference() => {
+                return Err((
+                    "secret",
+                    "expected a `${NAME}` reference to an environment variable: a secret is never written in a config"
+                        .into(),
+                ));
+            }
+            Some(secret) if secret.value().is_empty() => {
+                return Err(("secret", format!("the variable {} is empty", secret.written())));
+            }
+            Some(secret) => Some(Secret(secret.value().as_bytes().to_vec())),
+        };
+        let body = match &spec.body {
+            Some(body) => Some(BodyTemplate::parse(body).map_err(|m| ("body", m))?),
+            None => None,
+        };
+        spec.retry.check()?;
+        Ok(Webhook { spec: spec.clone(), url, headers, secret, timeout: spec.timeout.0, body, retry: spec.retry })
+    }
+
+    /// The request body for a change, as it is sent on every attempt.
+    pub fn body(&self, scope: &Scope<'_>) -> Vec<u8> {
+        match &self.body {
+            Some(template) => template.render(scope).into_bytes(),
+            None => standard_body(scope),
+        }
+    }
+
+    /// The URL as spans and errors show it: no credentials, no query.
+    pub fn shown_url(&self) -> String {
+        shown_url(&self.url)
+    }
+}
+
+fn parse_url(text: &str) -> Result<reqwest::Url, String> {
+    let url = reqwest::Url::parse(text).map_err(|e| format!("expected an http:// URL; {e}"))?;
+    match url.scheme() {
+        "http" => Ok(url),
+        "https" => Err("https webhooks need a TLS build of hopline, which this is not yet; use http:// (for example \
+                        through a local TLS-terminating proxy)"
+            .into()),
+        other => Err(format!("expected an http:// URL; found the scheme `{other}`")),
+    }
+}
+
+fn headers(
+    specs: &[HeaderSpec],
+    value: &dyn Fn(&HeaderSpec) -> String,
+) -> Result<Vec<(reqwest::header::HeaderName, reqwest::header::HeaderValue)>, String> {
+    const OURS: [&str; 5] = ["content-type", "idempotency-key", "traceparent", "x-hopline-signature", "content-length"];
+    specs
+        .iter()
+        .map(|h| {
+            let name = reqwest::header::HeaderName::from_bytes(h.name.as_bytes())
+                .map_err(|_| format!("`{}` is not a valid header name", h.name))?;
+            if OURS.contains(&name.as_str()) {
+                return Err(format!("`{}` is set by hopline and cannot be configured", h.name));
+            }
+            let value = reqwest::header::HeaderValue::from_str(&value(h))
+                .map_err(|_| format!("the value of header `{}` is not a valid header value", h.name))?;
+            Ok((name, value))
+        })
+        .collect()
+}
+
+/// `scheme://host:port/path`.
+pub fn shown_url(url: &reqwest::Url) -> String {
+    let mut shown = format!("{}://{}", url.scheme(), url.host_str().unwrap_or(""));
+    if let Some(port) = url.port() {
+        shown.push_str(&format!(":{port}"));
+    }
+    shown.push_str(url.path());
+    shown
+}
+
+/// `{"event_id", "table", "op", "key", "before", "after", "committed_at"}`, the row images as
+/// PostgreSQL wrote them.
+pub fn standard_body(scope: &Scope<'_>) -> Vec<u8> {
+    let c = scope.change;
+    let mut out = Vec::with_capacity(
+        128 + c.key.get().len()
+            + c.before.as_ref().map_or(4, |b| b.get().len())
+            + c.after.as_ref().map_or(4, |a| a.get().len()),
+    );
+    out.extend_from_slice(b"{\"event_id\":");
+    serde_json::to_writer(&mut out, scope.event_id).expect("writes to a Vec");
+    out.extend_from_slice(b",\"table\":");
+    serde_json::to_writer(&mut out, &c.table.qualified()).expect("writes to a Vec");
+    out.extend_from_slice(b",\"op\":\"");
+    out.extend_from_slice(c.op.name().as_bytes());
+    out.extend_from_slice(b"\",\"key\":");
+    out.extend_from_slice(c.key.get().as_bytes());
+    out.extend_from_slice(b",\"before\":");
+    out.extend_from_slice(c.before.as_ref().map_or("null", |b| b.get()).as_bytes());
+    out.extend_from_slice(b",\"after\":");
+    out.extend_from_slice(c.after.as_ref().map_or("null", |a| a.get()).as_bytes());
+    out.extend_from_slice(b",\"committed_at\":");
+    serde_json::to_writer(&mut out, &c.committed_at).expect("writes to a Vec");
+    out.push(b'}');
+    out
+}
+
+/// `t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>`.
+pub fn signature(secret: &[u8], unix_seconds: u64, body: &[u8]) -> String {
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret).expect("HMAC takes keys of any length");
+    mac.update(unix_seconds.to_string().as_bytes());
+    mac.update(b".");
+    mac.update(body);
+    let tag = mac.finalize().into_bytes();
+    let mut out = format!("t={unix_seconds},v1=");
+    for b in tag {
+        out.push_str(&format!("{b:02x}"));
+    }
+    out
+}
+
+/// What one attempt came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Attempt {
+    /// A 2xx answer.
+    Delivered { status: u16 },
+    /// Worth another try (408, 429, 5xx, timeout, connection), after at least `retry_after`.
+    Retry { status: Option<u16>, error: String, retry_after: Option<Duration> },
+    /// Cannot succeed (another 4xx, a redirect).
+    GiveUp { status: u16, error: String },
+}
+
+impl Attempt {
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            Attempt::Delivered { status } | Attempt::GiveUp { status, .. } => Some(*status),
+            Attempt::Retry { status, .. } => *status,
+        }
+    }
+}
+
+/// Sends one attempt.
+pub async fn send(
+    client: &reqwest::Client,
+    webhook: &Webhook,
+    body: &[u8],
+    event_id: &str,
+    traceparent: &str,
+) -> Attempt {
+    let mut request = client
+        .post(webhook.url.clone())
+        .timeout(webhook.timeout)
+        .header(reqwest::header::CONTENT_TYPE, "application/json")
+        .header("idempotency-key", event_id)
+        .header("traceparent", traceparent);
+    if let Some(secret) = &webhook.secret {
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        request = request.header("x-hopline-signature", signature(&secret.0, now, body));
+    }
+    for (name, value) in &webhook.headers {
+        request = request.header(name, value);
+    }
+    let response = match request.body(body.to_vec()).send().await {
+        Ok(response) => response,
+        Err(e) => return Attempt::Retry { status: None, error: describe(&e, webhook), retry_after: None },
+    };
+    let status = response.status().as_u16();
+    let retry_after = response
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(Duration::from_secs);
+    // Read the answer to its end, so the connection can be used again.
+    let answer = response.bytes().await.unwrap_or_default();
+    let said = || {
+        let text = String::from_utf8_lossy(&answer[..answer.len().min(200)]).trim().to_string();
+        if text.is_empty() { String::new() } else { format!(": {text}") }
+    };
+    match status {
+        200..=299 => Attempt::Delivered { status },
+        408 | 429 | 500..=599 => {
+            Attempt::Retry { status: Some(status), error: format!("answered {status}{}", said()), retry_after }
+        }
+        300..=399 => Attempt::GiveUp { status, error: format!("answered {status} (redirects are not followed)") },
+        _ => Attempt::GiveUp { status, error: format!("answered {status}{}", said()) },
+    }
+}
+
+/// A transport error, without the URL (it may hold credentials), with its root cause.
+fn describe(e: &reqwest::Error, webhook: &Webhook) -> String {
+    let what = if e.is_timeout() {
+        format!("no answer within {} ms", webhook.timeout.as_millis())
+    } else if e.is_connect() {
+        "cannot connect".to_string()
+    } else {
+        "the request failed".to_string()
+    };
+    let mut causes = Vec::new();
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !causes.contains(&text) {
+            causes.push(text);
+        }
+        source = cause.source();
+    }
+    match causes.last() {
+        Some(root) => format!("{what} to {}: {root}", webhook.shown_url()),
+        None => format!("{what} to {}", webhook.shown_url()),
+    }
+}
+
+/// The wait before attempt `attempt + 1`, jittered; `None` when the policy has given up.
+pub fn next_wait(
+    retry: &RetrySpec,
+    attempt: u32,
+    first_started: Instant,
+    retry_after: Option<Duration>,
+) -> Option<Duration> {
+    if attempt >= retry.attempts {
+        return None;
+    }
+    let mut wait = retry.wait_after(attempt);
+    if retry.jitter > 0.0 {
+        wait = wait.mul_f64(1.0 - retry.jitter * unit_random());
+    }
+    if let Some(asked) = retry_after {
+        wait = wait.max(asked.min(retry.max_backoff.0));
+    }
+    if let Some(limit) = retry.give_up_after {
+        if first_started.elapsed() + wait > limit.0 {
+            return None;
+        }
+    }
+    Some(wait)
+}
+
+/// A random number in `[0, 1)`.
+fn unit_random() -> f64 {
+    let mut bytes = [0u8; 8];
+    if getrandom::fill(&mut bytes).is_err() {
+        return 0.5;
+    }
+    (u64::from_le_bytes(bytes) >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// An action that gave up, as the dead-letter queue keeps it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeadLetter {
+    pub event_id: String,
+    pub observer: String,
+    pub action: String,
+    pub attempts: u32,
+    pub last_error: String,
+    /// What `dlq retry` needs to send it again: the webhook as written (variables unexpanded,
+    /// the secret as its reference) and the exact body.
+    pub request: Value,
+}
+
+impl Webhook {
+    /// What the dead-letter queue keeps to send this request again.
+    pub fn stored_request(&self, body: &[u8], traceparent: &str) -> Value {
+        let spec = &self.spec;
+        json!({
+            "url": spec.url.written(),
+            "headers": spec.headers.iter().map(|h| json!({"name": h.name, "value": h.value.written()})).collect::<Vec<_>>(),
+            "secret": spec.secret.as_ref().map(|s| s.written()),
+            "timeout_ms": self.timeout.as_millis() as u64,
+            "body": String::from_utf8_lossy(body),
+            "traceparent": traceparent,
+        })
+    }
+}
+
+/// A dead letter's request, read back for `dlq retry`: expanded in this process's environment.
+pub struct StoredRequest {
+    pub webhook: Webhook,
+    pub body: Vec<u8>,
+    pub traceparent: String,
+}
+
+impl StoredRequest {
+    pub fn read(request: &Value, lookup: &dyn Fn(&str) -> Option<String>) -> Result<StoredRequest, String> {
+        let text = |key: &str| request.get(key).and_then(Value::as_str);
+        let env = |written: &str| crate::config::EnvString::expand(written, lookup);
+        let url = env(text("url").ok_or("the stored request has no url")?)?;
+        let mut headers = Vec::new();
+        for h in request.get("headers").and_then(Value::as_array).into_iter().flatten() {
+            let name = h.get("name").and_then(Value::as_str).ok_or("a stored header has no name")?;
+            let value = h.get("value").and_then(Value::as_str).ok_or("a stored header has no value")?;
+            headers.push(HeaderSpec { name: name.to_string(), value: env(value)? });
+        }
+        let secret = match text("secret") {
+            Some(written) => Some(env(written)?),
+            None => None,
+        };
+        let timeout = Duration::from_millis(request.get("timeout_ms").and_then(Value::as_u64).unwrap_or(10_000).max(1));
+        let spec = WebhookSpec {
+            name: None,
+            url,
+            headers,
+            secret,
+            timeout: crate::config::Dur(timeout),
+            body: None,
+            retry: RetrySpec { attempts: 1, ..RetrySpec::default() },
+        };
+        let webhook = Webhook::build(&spec).map_err(|(key, message)| format!("{key}: {message}"))?;
+        Ok(StoredRequest {
+            webhook,
+            body: text("body").unwrap_or_default().as_bytes().to_vec(),
+            traceparent: text("traceparent").unwrap_or_default().to_string(),
+        })
+    }
+}
+
+/// Renders a log action's line.
+pub fn log_line(template: &Template, change: &Change, observer: &str, event_id: &str) -> String {
+    template.render(&Scope { change, observer, event_id })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signatures_are_hmac_sha256_of_time_dot_body() {
+        // The expected tag was computed independently with Python's hmac module.
+        let s = signature(b"Jefe", 1_700_000_000, b"{}");
+        assert_eq!(s, "t=1700000000,v1=d3793e2b4103edfbd98cc19591832f5fad701d413db9fcae0ae7dab8184ed207");
+        assert_ne!(s, signature(b"Jefe", 1_700_000_001, b"{}"));
+    }
+
+    #[test]
+    fn urls_are_shown_without_credentials_or_query() {
+        let url = reqwest::Url::parse("http://user:pw@hooks.example:8080/in?token=abc").unwrap();
+        assert_eq!(shown_url(&url), "http://hooks.example:8080/in");
+    }
+
+    #[test]
+    fn waits_stop_at_the_attempt_limit_and_the_deadline() {
+        let retry = RetrySpec { attempts: 3, jitter: 0.0, ..RetrySpec::default() };
+        let start = Instant::now();
+        assert_eq!(next_wait(&retry, 1, start, None), Some(retry.wait_after(1)));
+        assert_eq!(next_wait(&retry, 3, start, None), None);
+        let asked = next_wait(&retry, 1, start, Some(Duration::from_secs(3))).unwrap();
+        assert_eq!(asked, Duration::from_secs(3), "Retry-After is honoured up to max_backoff");
+        let hurried = RetrySpec { give_up_after: Some(crate::config::Dur(Duration::from_millis(50))), ..retry };
+        assert_eq!(next_wait(&hurried, 1, start, None), None, "the next attempt would start after the deadline");
+    }
+
+    #[test]
+    fn jittered_waits_are_never_longer() {
+        let retry = RetrySpec { jitter: 1.0, ..RetrySpec::default() };
+        for _ in 0..100 {
+            let wait = next_wait(&retry, 2, Instant::now(), None).unwrap();
+            assert!(wait <= retry.wait_after(2));
+        }
+    }
+}
