@@ -34,7 +34,7 @@ pub fn run(
         hopline_probe::APP => run_pipeline(&hopline_probe::registry(), &LineEnds, config, base_dir, options, progress),
         hopline_observer::APP => run_pipeline(
             &hopline_observer::registry(),
-            &hopline_observer::ObserverEnds,
+            &hopline_observer::ObserverEnds::default(),
             config,
             base_dir,
             options,
@@ -76,7 +76,9 @@ pub fn check(config: &PipelineConfig) -> Result<String, RunError> {
     match config.app.as_str() {
         hopline_fundload::APP => chain(&hopline_fundload::registry(), &LineEnds, config),
         hopline_probe::APP => chain(&hopline_probe::registry(), &LineEnds, config),
-        hopline_observer::APP => chain(&hopline_observer::registry(), &hopline_observer::ObserverEnds, config),
+        hopline_observer::APP => {
+            chain(&hopline_observer::registry(), &hopline_observer::ObserverEnds::default(), config)
+        }
         _ => Err(unknown_app(config)),
     }
 }

@@ -44,7 +44,9 @@ pub enum DlqCommand {
     },
     /// Deliver dead letters again; those delivered are removed, the others stay with their last
     /// error. The webhook's URL, headers and secret are expanded from this environment, as the
-    /// run expanded them. Exit 0 when all were delivered, 1 otherwise.
+    /// run expanded them (a letter whose request cannot be expanded here is not sent, and left as
+    /// it was); a letter another retry is sending is left to it. Exit 0 when all were delivered,
+    /// 1 otherwise.
     Retry {
         /// The ids to retry (from `dlq list`).
         #[arg(required_unless_present = "all", conflicts_with = "all")]
@@ -117,15 +119,18 @@ pub fn run(command: ObserverCommand) -> anyhow::Result<()> {
             for (id, error) in &report.failed {
                 println!("{id}: failed again: {error}");
             }
+            for (id, error) in &report.skipped {
+                println!("{id}: failed, not sent (the letter is left as it was): {error}");
+            }
+            for id in &report.busy {
+                println!("{id}: being retried elsewhere; left to that retry");
+            }
             for id in &report.missing {
                 println!("{id}: not in the queue");
             }
-            if !report.failed.is_empty() || !report.missing.is_empty() {
-                bail!(
-                    "{} of {} dead letters delivered",
-                    report.delivered.len(),
-                    report.delivered.len() + report.failed.len() + report.missing.len()
-                );
+            let undelivered = report.failed.len() + report.skipped.len() + report.busy.len() + report.missing.len();
+            if undelivered > 0 {
+                bail!("{} of {} dead letters delivered", report.delivered.len(), report.delivered.len() + undelivered);
             }
             Ok(())
         }

@@ -262,10 +262,10 @@ pub async fn send(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok())
         .map(Duration::from_secs);
-    // Read the answer to its end, so the connection can be used again.
-    let answer = response.bytes().await.unwrap_or_default();
+    // Read the answer (its first 4 KiB) to its end, so the connection can be used again.
+    let answer = read_answer(response).await;
     let said = || {
-        let text = String::from_utf8_lossy(&answer[..answer.len().min(200)]).trim().to_string();
+        let text = clean(String::from_utf8_lossy(&answer).trim(), ANSWER_CHARS);
         if text.is_empty() { String::new() } else { format!(": {text}") }
     };
     match status {
@@ -276,6 +276,54 @@ pub async fn send(
         300..=399 => Attempt::GiveUp { status, error: format!("answered {status} (redirects are not followed)") },
         _ => Attempt::GiveUp { status, error: format!("answered {status}{}", said()) },
     }
+}
+
+/// How much of an answer's body is read: enough for the message, and a receiver that answers
+/// with megabytes (or never stops) costs no memory. A longer body is left unread, and its
+/// connection is closed rather than used again.
+const ANSWER_READ: usize = 4096;
+
+/// How much of an answer's body an error quotes.
+const ANSWER_CHARS: usize = 200;
+
+/// The longest error text [`send`] returns (and the dead-letter queue stores).
+pub const ERROR_CHARS: usize = 500;
+
+/// The first [`ANSWER_READ`] bytes of the answer's body. A body that cannot be read (the
+/// connection broke, the timeout struck) is what was read of it: the status already says
+/// what the receiver meant.
+async fn read_answer(mut response: reqwest::Response) -> Vec<u8> {
+    let mut answer = Vec::new();
+    while let Ok(Some(chunk)) = response.chunk().await {
+        let room = ANSWER_READ - answer.len();
+        if chunk.len() > room {
+            answer.extend_from_slice(&chunk[..room]);
+            break;
+        }
+        answer.extend_from_slice(&chunk);
+    }
+    answer
+}
+
+/// `text` fit for an error message that is stored and shown: a line break or tab becomes a
+/// space (a log line stays one line) and any other control character `\u{FFFD}` (PostgreSQL's
+/// `text` refuses NUL, and a checkpoint's transaction would fail on a receiver's binary
+/// answer); longer than `max_chars` characters, it is cut to `max_chars` ending in `…`.
+pub fn clean(text: &str, max_chars: usize) -> String {
+    let cleaned = |c: char| match c {
+        c if c.is_control() && c.is_whitespace() => ' ',
+        '\u{2028}' | '\u{2029}' => ' ',
+        c if c.is_control() => '\u{FFFD}',
+        c => c,
+    };
+    if text.chars().nth(max_chars).is_none() {
+        return text.chars().map(cleaned).collect();
+    }
+    let mut out: String = text.chars().take(max_chars.saturating_sub(1)).map(cleaned).collect();
+    if max_chars > 0 {
+        out.push('…');
+    }
+    out
 }
 
 /// A transport error, without the URL (it may hold credentials), with its root cause.
@@ -296,10 +344,11 @@ fn describe(e: &reqwest::Error, webhook: &Webhook) -> String {
         }
         source = cause.source();
     }
-    match causes.last() {
+    let text = match causes.last() {
         Some(root) => format!("{what} to {}: {root}", webhook.shown_url()),
         None => format!("{what} to {}", webhook.shown_url()),
-    }
+    };
+    clean(&text, ERROR_CHARS)
 }
 
 /// The wait before attempt `attempt + 1`, jittered; `None` when the policy has given up.
@@ -426,6 +475,62 @@ mod tests {
     fn urls_are_shown_without_credentials_or_query() {
         let url = reqwest::Url::parse("http://user:pw@hooks.example:8080/in?token=abc").unwrap();
         assert_eq!(shown_url(&url), "http://hooks.example:8080/in");
+    }
+
+    #[test]
+    fn clean_text_has_no_control_characters() {
+        assert_eq!(clean("plain text, unchanged", 200), "plain text, unchanged");
+        assert_eq!(clean("a\0b\x07c\x7fd\u{9b}e", 200), "a\u{FFFD}b\u{FFFD}c\u{FFFD}d\u{FFFD}e");
+        assert_eq!(clean("line\nbreak\r\ntab\there\u{2028}", 200), "line break  tab here ");
+        assert!(!clean("\0\x01\x1b[31m", 200).chars().any(char::is_control));
+    }
+
+    #[test]
+    fn clean_text_is_cut_at_a_character_boundary() {
+        assert_eq!(clean("abcdef", 6), "abcdef", "exactly the limit is not cut");
+        assert_eq!(clean("abcdefg", 6), "abcde…");
+        assert_eq!(clean("ééééééé", 4), "ééé…", "cut between characters, not bytes");
+        assert_eq!(clean("🦀🦀🦀", 2).chars().count(), 2);
+        assert_eq!(clean("abc", 0), "");
+        assert_eq!(clean("", 5), "");
+    }
+
+    /// Answers one request with `answer` (raw HTTP), on a thread.
+    fn one_answer(answer: Vec<u8>) -> reqwest::Url {
+        use std::io::{Read as _, Write as _};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = reqwest::Url::parse(&format!("http://{}/in", listener.local_addr().unwrap())).unwrap();
+        std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().unwrap();
+            let mut request = Vec::new();
+            let mut buf = [0u8; 1024];
+            while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                match stream.read(&mut buf) {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => request.extend_from_slice(&buf[..n]),
+                }
+            }
+            let _ = stream.write_all(&answer);
+        });
+        url
+    }
+
+    #[test]
+    fn a_binary_answer_makes_a_clean_short_error() {
+        let mut body = b"\0\x01oops\r\n\xff\xfe".to_vec();
+        body.resize(1 << 20, b'x');
+        let mut answer =
+            format!("HTTP/1.1 500 Internal Server Error\r\nContent-Length: {}\r\n\r\n", body.len()).into_bytes();
+        answer.extend_from_slice(&body);
+        let url = one_answer(answer);
+        let stored = StoredRequest::read(&json!({"url": url.as_str(), "body": "{}"}), &|_| None).unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let attempt = runtime.block_on(send(&reqwest::Client::new(), &stored.webhook, b"{}", "e-1", "00-x"));
+        let Attempt::Retry { status: Some(500), error, .. } = attempt else { panic!("expected a retry: {attempt:?}") };
+        assert!(error.starts_with("answered 500: \u{FFFD}\u{FFFD}oops"), "{error}");
+        assert!(!error.chars().any(char::is_control), "{error:?}");
+        assert_eq!(error.chars().count(), "answered 500: ".len() + ANSWER_CHARS, "{error}");
+        assert!(error.ends_with('…'), "{error}");
     }
 
     #[test]

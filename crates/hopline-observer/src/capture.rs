@@ -1,15 +1,25 @@
-//! Change capture: the `hopline` schema, and a trigger on each watched table that writes every
+//! Change capture: the `hopline` schema, and triggers on each watched table that write every
 //! INSERT, UPDATE and DELETE into `hopline.change_log` inside the writer's transaction.
 //!
 //! Each change-log row holds the table, the operation, the primary key (a JSON object of the
 //! key columns), the row before and after as JSON, the writing transaction's id (`xid`, 64-bit,
 //! never wrapping), the trace context the transaction set with
-//! `SET LOCAL hopline.traceparent = '00-…'` (if any) and when it was written. A statement-level
-//! trigger sends `NOTIFY hopline_changes` (delivered at commit, once per transaction): the
-//! observer's wake-up, never its only signal.
+//! `SET LOCAL hopline.traceparent = '00-…'` (if any) and when it was written.
+//!
+//! The triggers are statement-level, with transition tables: one `INSERT … SELECT` per
+//! statement rather than one per row, which makes capture about two and a half times cheaper
+//! for the writer (100,000 single-row changes in statements of 100: 1.7 s against 4.5 s with
+//! a row-level trigger, docs/perf.md). An UPDATE's old and new rows are paired by their
+//! position in the two transition tables, which PostgreSQL fills in step, row by row (so a
+//! statement that changes primary keys, `SET id = id + 1`, pairs each row with itself). Rows
+//! of one statement get their change numbers in the order the statement changed them; a later
+//! statement's changes come after. After writing, the trigger sends `NOTIFY hopline_changes`
+//! (delivered at commit, once per transaction): the observer's wake-up, never its only signal.
+//! TRUNCATE is not captured.
 //!
 //! Everything is created idempotently, under an advisory lock (two observers starting at once
-//! do not race). `hopline observer migrate --print` shows this SQL for review.
+//! do not race). `hopline observer migrate --print` shows this SQL for review. PostgreSQL 13 or
+//! later (`pg_current_xact_id`).
 
 use crate::config::TableName;
 
@@ -78,62 +88,98 @@ CREATE TABLE IF NOT EXISTS hopline.dlq (
     retried_at timestamptz
 );
 
-CREATE OR REPLACE FUNCTION hopline.capture() RETURNS trigger
+-- Changes a consumer delivered ahead of their window (see the source's docs): skipped when
+-- their window comes, forgotten once it has passed.
+CREATE TABLE IF NOT EXISTS hopline.ahead (
+    consumer text NOT NULL,
+    seq bigint NOT NULL,
+    xid bigint NOT NULL,
+    PRIMARY KEY (consumer, seq)
+);
+
+CREATE UNIQUE INDEX IF NOT EXISTS dlq_event ON hopline.dlq (consumer, event_id);
+
+-- The primary key of a row image, from the key columns the trigger names.
+CREATE OR REPLACE FUNCTION hopline.row_key(image jsonb, columns text[]) RETURNS jsonb
+LANGUAGE sql IMMUTABLE AS $fn$
+    -- (A trigger's TG_ARGV counts from 0: take the first element by its lower bound.)
+    SELECT CASE WHEN cardinality(columns) = 1
+                THEN jsonb_build_object(columns[array_lower(columns, 1)], image -> columns[array_lower(columns, 1)])
+                ELSE (SELECT jsonb_object_agg(c, image -> c) FROM unnest(columns) AS c) END
+$fn$;
+
+CREATE OR REPLACE FUNCTION hopline.capture_insert() RETURNS trigger
 LANGUAGE plpgsql AS $fn$
 DECLARE
-    old_row jsonb;
-    new_row jsonb;
-    row_key jsonb := '{}'::jsonb;
-    key_column text;
+    trace text := nullif(current_setting('hopline.traceparent', true), '');
 BEGIN
-    IF TG_OP <> 'INSERT' THEN old_row := to_jsonb(OLD); END IF;
-    IF TG_OP <> 'DELETE' THEN new_row := to_jsonb(NEW); END IF;
-    FOREACH key_column IN ARRAY TG_ARGV LOOP
-        row_key := row_key || jsonb_build_object(key_column, coalesce(new_row, old_row) -> key_column);
-    END LOOP;
     INSERT INTO hopline.change_log (table_schema, table_name, op, key, before, after, traceparent)
-    VALUES (TG_TABLE_SCHEMA, TG_TABLE_NAME, lower(TG_OP), row_key, old_row, new_row,
-            nullif(current_setting('hopline.traceparent', true), ''));
+    SELECT TG_TABLE_SCHEMA, TG_TABLE_NAME, 'insert', hopline.row_key(r.image, TG_ARGV), NULL, r.image, trace
+    FROM (SELECT to_jsonb(n.*) AS image FROM new_rows n) AS r;
+    IF FOUND THEN PERFORM pg_notify('hopline_changes', ''); END IF;
     RETURN NULL;
 END
 $fn$;
 
-CREATE OR REPLACE FUNCTION hopline.wake() RETURNS trigger
+CREATE OR REPLACE FUNCTION hopline.capture_update() RETURNS trigger
 LANGUAGE plpgsql AS $fn$
+DECLARE
+    trace text := nullif(current_setting('hopline.traceparent', true), '');
 BEGIN
-    PERFORM pg_notify('hopline_changes', '');
+    -- Old and new rows paired by position: the transition tables hold them in step. (`o.*`,
+    -- not `o`: a column named `o` would win over the row.)
+    INSERT INTO hopline.change_log (table_schema, table_name, op, key, before, after, traceparent)
+    SELECT TG_TABLE_SCHEMA, TG_TABLE_NAME, 'update', hopline.row_key(p.after, TG_ARGV), p.before, p.after, trace
+    FROM unnest((SELECT array_agg(to_jsonb(o.*)) FROM old_rows o),
+                (SELECT array_agg(to_jsonb(n.*)) FROM new_rows n)) AS p(before, after);
+    IF FOUND THEN PERFORM pg_notify('hopline_changes', ''); END IF;
+    RETURN NULL;
+END
+$fn$;
+
+CREATE OR REPLACE FUNCTION hopline.capture_delete() RETURNS trigger
+LANGUAGE plpgsql AS $fn$
+DECLARE
+    trace text := nullif(current_setting('hopline.traceparent', true), '');
+BEGIN
+    INSERT INTO hopline.change_log (table_schema, table_name, op, key, before, after, traceparent)
+    SELECT TG_TABLE_SCHEMA, TG_TABLE_NAME, 'delete', hopline.row_key(r.image, TG_ARGV), r.image, NULL, trace
+    FROM (SELECT to_jsonb(o.*) AS image FROM old_rows o) AS r;
+    IF FOUND THEN PERFORM pg_notify('hopline_changes', ''); END IF;
     RETURN NULL;
 END
 $fn$;
 "#;
 
-/// The SQL that puts the capture and wake-up triggers on `table`, keyed by its primary key
-/// (looked up when it runs; a table without one is refused). `replace`: create them again even
-/// if they exist (a migration); otherwise only when missing (a start), which leaves a busy
-/// table's locks alone.
+/// The SQL that puts the three capture triggers on `table`, keyed by its primary key (looked
+/// up when it runs; a table without one is refused). `replace`: drop and create them again (a
+/// migration); otherwise create only those missing (a start), which leaves a busy table's
+/// locks alone.
 pub fn trigger_sql(table: &TableName, replace: bool) -> String {
     let regclass = quote_literal(&format!("{}.{}", quote_ident(&table.schema), quote_ident(&table.table)));
     let shown = quote_literal(&table.qualified());
-    let when = |trigger: &str, create: &str| {
+    let mut creates = String::new();
+    for (op, referencing) in [
+        ("insert", "REFERENCING NEW TABLE AS new_rows"),
+        ("update", "REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows"),
+        ("delete", "REFERENCING OLD TABLE AS old_rows"),
+    ] {
+        let name = format!("hopline_capture_{op}");
+        let create = format!(
+            "EXECUTE format('CREATE TRIGGER {name} AFTER {} ON %s {referencing} '\n            \
+             'FOR EACH STATEMENT EXECUTE FUNCTION hopline.capture_{op}(%s)', rel, key_columns);",
+            op.to_uppercase()
+        );
         if replace {
-            format!("    {create}")
+            creates
+                .push_str(&format!("    EXECUTE format('DROP TRIGGER IF EXISTS {name} ON %s', rel);\n    {create}\n"));
         } else {
-            format!(
-                "    IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = rel AND tgname = '{trigger}') THEN\n    \
-                 {create}\n    END IF;"
-            )
+            creates.push_str(&format!(
+                "    IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = rel AND tgname = '{name}') THEN\n        \
+                 {create}\n    END IF;\n"
+            ));
         }
-    };
-    let capture = when(
-        "hopline_capture",
-        "EXECUTE format('CREATE OR REPLACE TRIGGER hopline_capture AFTER INSERT OR UPDATE OR DELETE ON %s '\n        \
-         'FOR EACH ROW EXECUTE FUNCTION hopline.capture(%s)', rel, key_columns);",
-    );
-    let wake = when(
-        "hopline_wake",
-        "EXECUTE format('CREATE OR REPLACE TRIGGER hopline_wake AFTER INSERT OR UPDATE OR DELETE ON %s '\n        \
-         'FOR EACH STATEMENT EXECUTE FUNCTION hopline.wake()', rel);",
-    );
+    }
     format!(
         r#"
 DO $do$
@@ -152,9 +198,7 @@ BEGIN
     IF key_columns IS NULL THEN
         RAISE EXCEPTION 'table % has no primary key; the observer keys changes by it', {shown};
     END IF;
-{capture}
-{wake}
-END
+{creates}END
 $do$;
 "#
     )
@@ -191,7 +235,10 @@ mod tests {
         let start = trigger_sql(&table, false);
         assert!(start.contains(r#"to_regclass('"sales"."orders"')"#), "{start}");
         assert!(start.contains("NOT EXISTS (SELECT 1 FROM pg_trigger"), "{start}");
-        assert!(!trigger_sql(&table, true).contains("NOT EXISTS (SELECT 1 FROM pg_trigger"));
+        assert_eq!(start.matches("CREATE TRIGGER hopline_capture_").count(), 3, "{start}");
+        let migration = trigger_sql(&table, true);
+        assert!(!migration.contains("NOT EXISTS (SELECT 1 FROM pg_trigger"));
+        assert_eq!(migration.matches("DROP TRIGGER IF EXISTS").count(), 3, "{migration}");
         let all = migration_sql(&[table]);
         assert!(all.starts_with("BEGIN;") && all.trim_end().ends_with("COMMIT;"));
         assert!(all.contains("CREATE TABLE IF NOT EXISTS hopline.change_log"));

@@ -5,6 +5,13 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
+/// The keepalive idle time `postgres` uses when the URL sets none (it has no "unset").
+const DEFAULT_KEEPALIVES_IDLE: Duration = Duration::from_secs(2 * 60 * 60);
+const KEEPALIVES_IDLE: Duration = Duration::from_secs(30);
+const KEEPALIVES_INTERVAL: Duration = Duration::from_secs(10);
+const KEEPALIVES_RETRIES: u32 = 3;
+const TCP_USER_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// A database to connect to.
 #[derive(Clone)]
 pub struct Database {
@@ -28,6 +35,27 @@ impl Database {
         }
         if config.get_application_name().is_none() {
             config.application_name("hopline-observer");
+        }
+        // A network that silently goes away (a NAT or firewall forgetting the connection, a host
+        // that vanished) would otherwise look alive for hours: the first keepalive goes after 2
+        // hours idle, and unacknowledged data is retransmitted for about 15 minutes. An
+        // observer waiting for changes, or writing its checkpoint, would wait that long
+        // before reconnecting. So, unless the URL says otherwise: probe after 30 s idle, every
+        // 10 s, and give up after 3 unanswered probes; and close a connection whose sent data
+        // stays unacknowledged for 30 s (Linux only). A lost network is then noticed within
+        // about a minute. (The URL's `keepalives=0` still turns keepalives off; a 0 for the
+        // others, which libpq reads as "the system's default", cannot be told from absent.)
+        if config.get_keepalives_idle() == DEFAULT_KEEPALIVES_IDLE {
+            config.keepalives_idle(KEEPALIVES_IDLE);
+        }
+        if config.get_keepalives_interval().is_none() {
+            config.keepalives_interval(KEEPALIVES_INTERVAL);
+        }
+        if config.get_keepalives_retries().is_none() {
+            config.keepalives_retries(KEEPALIVES_RETRIES);
+        }
+        if config.get_tcp_user_timeout().is_none() {
+            config.tcp_user_timeout(TCP_USER_TIMEOUT);
         }
         let host = config
             .get_hosts()
@@ -128,6 +156,27 @@ mod tests {
         assert!(!format!("{db:?}").contains("s3cret"));
         let e = Database::parse("mysql://x").unwrap_err();
         assert!(e.contains("expected a PostgreSQL connection URL"), "{e}");
+    }
+
+    #[test]
+    fn a_lost_network_is_noticed_within_a_minute_unless_the_url_says_otherwise() {
+        let db = Database::parse("postgres://app@db.internal/shop").unwrap();
+        assert!(db.config.get_keepalives());
+        assert_eq!(db.config.get_keepalives_idle(), Duration::from_secs(30));
+        assert_eq!(db.config.get_keepalives_interval(), Some(Duration::from_secs(10)));
+        assert_eq!(db.config.get_keepalives_retries(), Some(3));
+        assert_eq!(db.config.get_tcp_user_timeout(), Some(&Duration::from_secs(30)));
+        let db = Database::parse(
+            "postgres://app@db.internal/shop?keepalives_idle=600&keepalives_interval=60&keepalives_retries=9&\
+             tcp_user_timeout=120",
+        )
+        .unwrap();
+        assert_eq!(db.config.get_keepalives_idle(), Duration::from_secs(600));
+        assert_eq!(db.config.get_keepalives_interval(), Some(Duration::from_secs(60)));
+        assert_eq!(db.config.get_keepalives_retries(), Some(9));
+        assert_eq!(db.config.get_tcp_user_timeout(), Some(&Duration::from_secs(120)));
+        let db = Database::parse("host=db.internal dbname=shop keepalives=0").unwrap();
+        assert!(!db.config.get_keepalives());
     }
 
     #[test]

@@ -5,7 +5,14 @@
 //! `Idempotency-Key`, a fresh signature. The webhook's URL, headers and secret are stored as
 //! the config wrote them (`${NAME}` references unexpanded) and expanded in the retrying
 //! process's environment, so no secret is ever stored. A letter delivered is removed; one that
-//! fails again stays, with its attempts counted and its last error updated.
+//! fails again stays, with its attempts counted and its last error updated; one whose request
+//! cannot be rebuilt here (a variable missing, a bad URL) is not sent and stays as it was.
+//!
+//! Two retries at once never send one letter twice: each letter is claimed with a session-level
+//! advisory lock, not a row lock. A row lock needs a transaction open for the whole HTTP send,
+//! and an open transaction with an id holds back every observer of the database (they read
+//! only below the oldest running transaction). An advisory lock takes no transaction id and
+//! no snapshot; the row is read, deleted or updated in statements of their own.
 
 use serde_json::{Value, json};
 
@@ -96,6 +103,22 @@ pub struct RetryReport {
     pub failed: Vec<(i64, String)>,
     /// Ids asked for that are not in the queue (already delivered, or never there).
     pub missing: Vec<i64>,
+    /// Letters another retry is sending at this moment; left to it.
+    pub busy: Vec<i64>,
+    /// Letters whose request cannot be rebuilt in this environment (a `${NAME}` not set, a bad
+    /// URL), with why; not sent, and left as they were (attempts and last error unchanged), so
+    /// a retry from the right environment still has the real last error.
+    pub skipped: Vec<(i64, String)>,
+}
+
+/// The first key of the dead-letter queue's advisory locks ("hopl" in ASCII); the second is
+/// the letter's id modulo 2^31 - 1. Two-key advisory locks do not share their key space with
+/// one-key locks (such as the migration's), but do with other two-key users of this first key,
+/// and ids 2^31 - 1 apart share a lock: such a letter is reported busy while the other is sent.
+const LOCK_SPACE: i32 = 0x686f_706c;
+
+fn lock_key(id: i64) -> i32 {
+    i32::try_from(id.rem_euclid(i64::from(i32::MAX))).expect("below i32::MAX")
 }
 
 /// Sends the chosen letters again, one at a time, in id order.
@@ -131,48 +154,69 @@ pub fn retry(
         .build()
         .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
     for id in ids {
-        // Taken under a row lock, so two retries at once never send one letter twice.
-        let mut tx = client.transaction().map_err(|e| db::error_text(&e))?;
-        let row = tx
-            .query_opt("SELECT event_id, request::text FROM hopline.dlq WHERE id = $1 FOR UPDATE SKIP LOCKED", &[&id])
-            .map_err(|e| db::error_text(&e))?;
-        let Some(row) = row else {
-            report.missing.push(id);
+        let key = lock_key(id);
+        let claimed: bool = client
+            .query_one("SELECT pg_try_advisory_lock($1, $2)", &[&LOCK_SPACE, &key])
+            .map_err(|e| db::error_text(&e))?
+            .get(0);
+        if !claimed {
+            if exists(&mut client, id)? {
+                report.busy.push(id);
+            } else {
+                report.missing.push(id);
+            }
             continue;
-        };
-        let event_id: String = row.get(0);
-        let request: Value = serde_json::from_str(row.get::<_, &str>(1)).unwrap_or(Value::Null);
-        let outcome = match StoredRequest::read(&request, lookup) {
-            Err(e) => Err(format!("cannot rebuild the request: {e}")),
-            Ok(stored) => {
-                let attempt = runtime.block_on(action::send(
-                    &http,
-                    &stored.webhook,
-                    &stored.body,
-                    &event_id,
-                    &stored.traceparent,
-                ));
-                match attempt {
-                    Attempt::Delivered { status } => Ok(status),
-                    Attempt::Retry { error, .. } | Attempt::GiveUp { error, .. } => Err(error),
+        }
+        // On an error the connection is dropped, and the session's locks go with it.
+        let row = client
+            .query_opt("SELECT event_id, request::text FROM hopline.dlq WHERE id = $1", &[&id])
+            .map_err(|e| db::error_text(&e))?;
+        if let Some(row) = row {
+            let event_id: String = row.get(0);
+            let request: Value = serde_json::from_str(row.get::<_, &str>(1)).unwrap_or(Value::Null);
+            match StoredRequest::read(&request, lookup) {
+                Err(e) => report.skipped.push((id, format!("cannot rebuild the request: {e}"))),
+                Ok(stored) => {
+                    let attempt = runtime.block_on(action::send(
+                        &http,
+                        &stored.webhook,
+                        &stored.body,
+                        &event_id,
+                        &stored.traceparent,
+                    ));
+                    match attempt {
+                        Attempt::Delivered { status } => {
+                            client
+                                .execute("DELETE FROM hopline.dlq WHERE id = $1", &[&id])
+                                .map_err(|e| db::error_text(&e))?;
+                            report.delivered.push((id, format!("answered {status}")));
+                        }
+                        Attempt::Retry { error, .. } | Attempt::GiveUp { error, .. } => {
+                            let error = action::clean(&error, action::ERROR_CHARS);
+                            client
+                                .execute(
+                                    "UPDATE hopline.dlq SET attempts = attempts + 1, last_error = $2, \
+                                     retried_at = now() WHERE id = $1",
+                                    &[&id, &error],
+                                )
+                                .map_err(|e| db::error_text(&e))?;
+                            report.failed.push((id, error));
+                        }
+                    }
                 }
             }
-        };
-        match outcome {
-            Ok(status) => {
-                tx.execute("DELETE FROM hopline.dlq WHERE id = $1", &[&id]).map_err(|e| db::error_text(&e))?;
-                report.delivered.push((id, format!("answered {status}")));
-            }
-            Err(error) => {
-                tx.execute(
-                    "UPDATE hopline.dlq SET attempts = attempts + 1, last_error = $2, retried_at = now() WHERE id = $1",
-                    &[&id, &error],
-                )
-                .map_err(|e| db::error_text(&e))?;
-                report.failed.push((id, error));
-            }
+        } else {
+            // Delivered by another retry between the listing and the lock.
+            report.missing.push(id);
         }
-        tx.commit().map_err(|e| db::error_text(&e))?;
+        client.execute("SELECT pg_advisory_unlock($1, $2)", &[&LOCK_SPACE, &key]).map_err(|e| db::error_text(&e))?;
     }
     Ok(report)
+}
+
+fn exists(client: &mut postgres::Client, id: i64) -> Result<bool, String> {
+    let row = client
+        .query_one("SELECT EXISTS (SELECT FROM hopline.dlq WHERE id = $1)", &[&id])
+        .map_err(|e| db::error_text(&e))?;
+    Ok(row.get(0))
 }

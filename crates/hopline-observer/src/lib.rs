@@ -83,9 +83,12 @@ pub fn registry() -> Registry<ObserverMsg> {
     registry
 }
 
-/// The observer's ends: the `postgres` change source and the `checkpoint` sink.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct ObserverEnds;
+/// The observer's ends: the `postgres` change source and the `checkpoint` sink, which share
+/// how far the source has read while idle.
+#[derive(Debug, Default)]
+pub struct ObserverEnds {
+    idle: Arc<source::Idle>,
+}
 
 /// The source's settings, checked.
 struct Settings {
@@ -154,6 +157,7 @@ impl Ends<ObserverMsg> for ObserverEnds {
         let setup = source::ReaderSetup {
             database: settings.database,
             client,
+            consumer: settings.consumer,
             tables,
             start,
             batch_size: config.runtime.batch_size,
@@ -161,14 +165,14 @@ impl Ends<ObserverMsg> for ObserverEnds {
             instance: instance.into(),
             commit_timestamps,
         };
-        Ok(Box::new(source::ChangeSource::start(setup, correlation_id)?))
+        Ok(Box::new(source::ChangeSource::start(setup, Arc::clone(&self.idle), correlation_id)?))
     }
 
     fn create_sink(&self, config: &PipelineConfig, _: &Path, _: &str) -> Result<Box<dyn Sink<ObserverMsg>>, SinkError> {
         let fail = |message: String| SinkError::App { kind: SINK_KIND.into(), message };
         let settings = settings(config).map_err(|e| fail(e.to_string()))?;
         let client = settings.database.connect().map_err(fail)?;
-        Ok(Box::new(sink::CheckpointSink::new(settings.database, client, settings.consumer)))
+        Ok(Box::new(sink::CheckpointSink::new(settings.database, client, settings.consumer, Arc::clone(&self.idle))))
     }
 }
 
@@ -269,7 +273,7 @@ fn start_position(client: &mut postgres::Client, consumer: &str) -> Result<(Stri
 
 /// The tables a config's observers watch, and its database: for `hopline observer migrate`.
 pub fn watched(config: &PipelineConfig) -> Result<(Database, Vec<config::TableName>), ConfigError> {
-    ObserverEnds.check(config)?;
+    ObserverEnds::default().check(config)?;
     let settings = settings(config)?;
     let tables: BTreeSet<config::TableName> =
         observers(config)?.into_iter().flat_map(|(_, list)| list.into_iter().map(|o| o.table.clone())).collect();

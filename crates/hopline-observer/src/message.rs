@@ -47,13 +47,17 @@ pub struct Change {
     /// The database's hopline instance id: event ids are unique across databases and
     /// re-created schemas.
     pub instance: Arc<str>,
+    /// Delivered ahead of its window (the transaction id it was written by), to keep its row's
+    /// changes in commit order; the checkpoint notes it so that its window skips it.
+    pub ahead: Option<i64>,
 }
 
 impl Change {
-    /// The id of this change as observer `observer` delivers it: the same on every attempt,
-    /// retry and restart (webhooks send it as `Idempotency-Key`).
-    pub fn event_id(&self, observer: &str) -> String {
-        format!("{}-{}-{observer}", self.instance, self.seq)
+    /// The id of this change as action `action` of observer `observer` delivers it: the same
+    /// on every attempt, retry and restart, and different for each action (webhooks send it as
+    /// `Idempotency-Key`, so a receiver of two actions' webhooks keeps both).
+    pub fn event_id(&self, observer: &str, action: &str) -> String {
+        format!("{}-{}-{observer}.{action}", self.instance, self.seq)
     }
 
     /// A key identifying the row, for keeping a row's changes in order.

@@ -8,9 +8,15 @@
 //! once with its checkpoint. When the connection breaks, it reconnects with backoff and saves
 //! again; nothing goes on until the save has been made.
 //!
+//! Changes delivered ahead of their window (see [`crate::source`]) are noted in `hopline.ahead`
+//! in the same transaction, and forgotten once the checkpoint has passed their window. While
+//! nothing changes, it saves the source's idle position (at most once a second), so that the
+//! checkpoint keeps up with the database and the change log can be pruned.
+//!
 //! Each sampled change gets a `checkpoint` span (the transaction that saved it). Every half
 //! minute or so it also removes the change-log rows every consumer has passed.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hopline_model::trace::Span;
@@ -18,6 +24,10 @@ use hopline_model::{Envelope, Sink, SinkError};
 
 use crate::db::{self, Backoff, Database};
 use crate::message::{ObserverMsg, Position};
+use crate::source::Idle;
+
+/// How often an idle position is saved at most.
+const IDLE_SAVE_EVERY: Duration = Duration::from_secs(1);
 
 /// How often change-log rows that every consumer has passed are removed.
 const PRUNE_EVERY: Duration = Duration::from_secs(30);
@@ -26,12 +36,24 @@ pub struct CheckpointSink {
     database: Database,
     client: Option<postgres::Client>,
     consumer: String,
+    idle: Arc<Idle>,
+    saved: Position,
+    last_idle_save: Instant,
     last_prune: Instant,
 }
 
 impl CheckpointSink {
-    pub fn new(database: Database, client: postgres::Client, consumer: String) -> CheckpointSink {
-        CheckpointSink { database, client: Some(client), consumer, last_prune: Instant::now() }
+    pub fn new(database: Database, client: postgres::Client, consumer: String, idle: Arc<Idle>) -> CheckpointSink {
+        let now = Instant::now();
+        CheckpointSink {
+            database,
+            client: Some(client),
+            consumer,
+            idle,
+            saved: Position::default(),
+            last_idle_save: now,
+            last_prune: now,
+        }
     }
 
     fn save(&mut self, batch: &[Envelope<ObserverMsg>], position: Position) -> Result<(), postgres::Error> {
@@ -45,7 +67,8 @@ impl CheckpointSink {
             for letter in &event.dead {
                 tx.execute(
                     "INSERT INTO hopline.dlq (consumer, event_id, change_seq, table_name, key, observer, action, \
-                     request, attempts, last_error) VALUES ($1, $2, $3, $4, $5::text::jsonb, $6, $7, $8::text::jsonb, $9, $10)",
+                     request, attempts, last_error) VALUES ($1, $2, $3, $4, $5::text::jsonb, $6, $7, $8::text::jsonb, $9, $10) \
+                     ON CONFLICT (consumer, event_id) DO NOTHING",
                     &[
                         &self.consumer,
                         &letter.event_id,
@@ -61,12 +84,63 @@ impl CheckpointSink {
                 )?;
             }
         }
+        for envelope in batch {
+            let change = &envelope.payload.event().change;
+            if let Some(xid) = change.ahead {
+                tx.execute(
+                    "INSERT INTO hopline.ahead (consumer, seq, xid) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+                    &[&self.consumer, &change.seq, &xid],
+                )?;
+            }
+        }
+        Self::move_checkpoint(&mut tx, &self.consumer, position)?;
+        tx.commit()
+    }
+
+    fn move_checkpoint(
+        tx: &mut postgres::Transaction<'_>,
+        consumer: &str,
+        position: Position,
+    ) -> Result<(), postgres::Error> {
         tx.execute(
             "UPDATE hopline.checkpoint SET window_lo = $2, window_hi = $3, last_seq = $4, saved_at = now() \
              WHERE consumer = $1",
-            &[&self.consumer, &position.window_lo, &position.window_hi, &position.seq],
+            &[&consumer, &position.window_lo, &position.window_hi, &position.seq],
         )?;
-        tx.commit()
+        tx.execute("DELETE FROM hopline.ahead WHERE consumer = $1 AND xid < $2", &[&consumer, &position.window_lo])?;
+        Ok(())
+    }
+
+    /// Saves the source's idle position, if it is further than the last one saved. Best effort:
+    /// a failure is tried again at the next idle moment.
+    fn save_idle(&mut self) {
+        if self.last_idle_save.elapsed() < IDLE_SAVE_EVERY {
+            return;
+        }
+        let Some(position) = self.idle.position.lock().expect("idle lock").take() else { return };
+        if position.window_lo <= self.saved.window_lo {
+            return;
+        }
+        self.last_idle_save = Instant::now();
+        let result = match &mut self.client {
+            Some(client) => client.transaction().and_then(|mut tx| {
+                Self::move_checkpoint(&mut tx, &self.consumer, position)?;
+                tx.commit()
+            }),
+            None => return,
+        };
+        match result {
+            Ok(()) => self.saved = position,
+            Err(e) => {
+                eprintln!("hopline: observer: cannot save the checkpoint while idle: {}", db::error_text(&e));
+                if db::is_connection_error(&e) {
+                    self.client = None;
+                }
+            }
+        }
+        if self.last_prune.elapsed() >= PRUNE_EVERY {
+            self.prune();
+        }
     }
 
     /// Removes change-log rows below every consumer's window (best effort: a failure is said
@@ -87,7 +161,10 @@ impl CheckpointSink {
 
 impl Sink<ObserverMsg> for CheckpointSink {
     fn write_batch(&mut self, batch: &mut Vec<Envelope<ObserverMsg>>) -> Result<(), SinkError> {
-        let Some(last) = batch.last() else { return Ok(()) };
+        let Some(last) = batch.last() else {
+            self.save_idle();
+            return Ok(());
+        };
         let position = last.payload.event().change.position;
         let spans: Vec<Span> = batch
             .iter()
@@ -115,7 +192,10 @@ impl Sink<ObserverMsg> for CheckpointSink {
                 }
             }
             match self.save(batch, position) {
-                Ok(()) => break,
+                Ok(()) => {
+                    self.saved = position;
+                    break;
+                }
                 Err(e) if db::is_connection_error(&e) => {
                     eprintln!(
                         "hopline: observer: lost the checkpoint connection to {} ({}); reconnecting",

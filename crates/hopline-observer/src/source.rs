@@ -1,7 +1,7 @@
 //! The change source (`source: { kind: postgres }`): reads `hopline.change_log` in an order
-//! that never skips a change that committed late.
+//! that never skips a change that committed late, and gives each row's changes in commit order.
 //!
-//! # Why windows of transaction ids
+//! # Windows of transaction ids
 //!
 //! A change-log row's `seq` is taken when its statement runs, not when its transaction commits:
 //! a row with a lower `seq` can become visible after a higher one was read, so "everything
@@ -10,31 +10,44 @@
 //! snapshot): every transaction with a lower id has ended, committed or not, so the changes
 //! they wrote are final. The next window is `[end of the last window, xmin)`; its changes are
 //! read in `seq` order, in batches, and no change can join a window once it has been opened.
-//! Within a window, changes to one row are in commit order: a transaction that changes a row
-//! waits for the one that changed it before to end, so its statement, and its `seq`, come
-//! later.
 //!
 //! A transaction that stays open holds `xmin` back, so changes committed after it started wait
 //! for it to end (latency, not loss). Only transactions that wrote something hold it: readers
 //! do not.
 //!
+//! # A row's changes in commit order
+//!
+//! Changes to one row are numbered in commit order: a transaction that changes a row waits for
+//! the one that changed it before to end, so its statement, and its `seq`, come later. Windows
+//! alone would not keep that order: transaction ids are taken at a transaction's first write,
+//! so a transaction with a lower id (in this window) can change a row after one with a higher
+//! id (in a later window) committed a change to it. So for each batch the source also looks at
+//! the committed changes beyond the window: one to a row of the batch with a lower `seq` than
+//! the batch's change to that row is delivered first, ahead of its window, and noted
+//! (`hopline.ahead`, with the checkpoint) so that its own window skips it.
+//!
 //! # Position and wake-ups
 //!
 //! Each change carries its [`Position`] (the window and its `seq`); the checkpoint sink saves
 //! the last one once the change is done. A start resumes in the saved window after the saved
-//! `seq`. A reader thread does the reading, a batch ahead of the pipeline, on its own
-//! connection, which also listens on `hopline_changes`: a notification (sent at commit) makes
-//! it read at once; without one it reads every `poll_interval`, so a lost notification costs
-//! latency only. When the connection breaks (the server restarts), it reconnects with backoff
-//! and goes on from where it was.
+//! `seq`. While nothing changes, the source tells the sink how far it has read (an idle
+//! position), so the checkpoint moves on and the change log can be pruned.
+//!
+//! A reader thread does the reading, a batch ahead of the pipeline, on its own connection,
+//! which also listens on `hopline_changes`: a notification (sent at commit) makes it read at
+//! once; without one it reads every `poll_interval`, so a lost notification costs latency only.
+//! When the connection breaks (the server restarts), it reconnects with backoff and goes on
+//! from where it was.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TryRecvError};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use fallible_iterator::FallibleIterator;
 use hopline_model::{CorrelationId, Envelope, EnvelopeHeader, Source, SourceError, TraceContext};
+use serde_json::Value;
 use serde_json::value::RawValue;
 
 use crate::config::{Op, TableName};
@@ -45,10 +58,18 @@ use crate::message::{Change, ChangeEvent, ObserverMsg, Position};
 /// seen promptly).
 const WAIT_FOR_READER: Duration = Duration::from_millis(100);
 
+/// How far the reader has read while nothing was left to deliver, shared with the sink.
+#[derive(Debug, Default)]
+pub struct Idle {
+    /// Set by the source once every batch the reader sent has been through the pipeline.
+    pub position: Mutex<Option<Position>>,
+}
+
 /// What the reader is told at start.
 pub struct ReaderSetup {
     pub database: Database,
     pub client: postgres::Client,
+    pub consumer: String,
     pub tables: Vec<TableName>,
     pub start: Position,
     pub batch_size: usize,
@@ -57,29 +78,53 @@ pub struct ReaderSetup {
     pub commit_timestamps: bool,
 }
 
+/// The reader's idle mark: the position and how many batches it had sent when it set it.
+#[derive(Debug, Default)]
+struct Mark {
+    position: Mutex<Option<(Position, u64)>>,
+}
+
 /// The source: batches from the reader thread, as envelopes.
 pub struct ChangeSource {
     batches: Receiver<Result<Batch, String>>,
     pending: Option<Result<Batch, String>>,
     closed: Arc<AtomicBool>,
+    mark: Arc<Mark>,
+    sent: Arc<AtomicU64>,
+    received: u64,
+    idle: Arc<Idle>,
     correlation_id: CorrelationId,
     read: u64,
 }
 
 impl ChangeSource {
     /// Starts the reader thread.
-    pub fn start(setup: ReaderSetup, correlation_id: CorrelationId) -> Result<ChangeSource, SourceError> {
+    pub fn start(
+        setup: ReaderSetup,
+        idle: Arc<Idle>,
+        correlation_id: CorrelationId,
+    ) -> Result<ChangeSource, SourceError> {
         let (sender, batches) = std::sync::mpsc::sync_channel(2);
         let closed = Arc::new(AtomicBool::new(false));
-        let reader_closed = Arc::clone(&closed);
-        std::thread::Builder::new()
-            .name("observer-source".into())
-            .spawn(move || Reader::new(setup, reader_closed).run(&sender))
-            .map_err(|e| SourceError::App {
-                kind: "postgres".into(),
-                message: format!("cannot start its reader: {e}"),
-            })?;
-        Ok(ChangeSource { batches, pending: None, closed, correlation_id, read: 0 })
+        let mark = Arc::new(Mark::default());
+        let sent = Arc::new(AtomicU64::new(0));
+        let mut reader = Reader::new(setup, Arc::clone(&closed), Arc::clone(&mark), Arc::clone(&sent))
+            .map_err(|e| SourceError::App { kind: "postgres".into(), message: e })?;
+        std::thread::Builder::new().name("observer-source".into()).spawn(move || reader.run(&sender)).map_err(|e| {
+            SourceError::App { kind: "postgres".into(), message: format!("cannot start its reader: {e}") }
+        })?;
+        Ok(ChangeSource { batches, pending: None, closed, mark, sent, received: 0, idle, correlation_id, read: 0 })
+    }
+
+    /// Nothing came: if everything the reader sent has been through the pipeline, its idle
+    /// mark is where the checkpoint may go.
+    fn publish_idle(&self) {
+        let mark = *self.mark.position.lock().expect("mark lock");
+        if let Some((position, sent)) = mark {
+            if sent == self.received && self.sent.load(Ordering::SeqCst) == self.received {
+                *self.idle.position.lock().expect("idle lock") = Some(position);
+            }
+        }
     }
 }
 
@@ -95,23 +140,27 @@ impl Source<ObserverMsg> for ChangeSource {
             Some(batch) => batch,
             None => match self.batches.recv_timeout(WAIT_FOR_READER) {
                 Ok(batch) => batch,
-                Err(RecvTimeoutError::Timeout) => return Ok(true),
+                Err(RecvTimeoutError::Timeout) => {
+                    self.publish_idle();
+                    return Ok(true);
+                }
                 Err(RecvTimeoutError::Disconnected) => {
                     return Err(SourceError::App { kind: "postgres".into(), message: "its reader stopped".into() });
                 }
             },
         };
+        self.received += 1;
         let changes = batch.map_err(|message| SourceError::App { kind: "postgres".into(), message })?;
         self.read += changes.len() as u64;
-        for change in changes {
-            let trace = change_trace(&change);
+        for read in changes {
+            let trace = read.traceparent.as_deref().and_then(TraceContext::parse_traceparent);
             let header = EnvelopeHeader {
-                seq: change.seq as u64,
+                seq: read.change.seq as u64,
                 correlation_id: self.correlation_id,
                 trace,
                 ..EnvelopeHeader::default()
             };
-            let event = ChangeEvent { change: change.change, hits: Vec::new(), dead: Vec::new() };
+            let event = ChangeEvent { change: read.change, hits: Vec::new(), dead: Vec::new() };
             out.push(Envelope::new(header, ObserverMsg::Change(Box::new(event))));
         }
         Ok(true)
@@ -141,15 +190,9 @@ impl Source<ObserverMsg> for ChangeSource {
 }
 
 /// A change as the reader hands it over, with the writer's trace context.
-struct ReadChange {
-    seq: i64,
+pub struct ReadChange {
     change: Change,
     traceparent: Option<String>,
-}
-
-/// The writer's trace context, if it set a valid one (`SET LOCAL hopline.traceparent`).
-fn change_trace(change: &ReadChange) -> Option<TraceContext> {
-    change.traceparent.as_deref().and_then(TraceContext::parse_traceparent)
 }
 
 type Batch = Vec<ReadChange>;
@@ -158,34 +201,100 @@ type Batch = Vec<ReadChange>;
 struct Reader {
     setup: ReaderSetup,
     closed: Arc<AtomicBool>,
+    mark: Arc<Mark>,
+    sent: Arc<AtomicU64>,
     tables: Vec<String>,
+    /// The window `[lo, hi)`, read up to `cursor` (a `seq`), its last `seq` being `last`.
     lo: i64,
     hi: i64,
     cursor: i64,
+    last: i64,
     window_open: bool,
+    /// Changes delivered ahead of their window (seq → xid), skipped when it comes.
+    ahead: BTreeMap<i64, i64>,
+    rows_sql: String,
+    earlier_sql: String,
 }
 
 impl Reader {
-    fn new(setup: ReaderSetup, closed: Arc<AtomicBool>) -> Reader {
+    fn new(
+        mut setup: ReaderSetup,
+        closed: Arc<AtomicBool>,
+        mark: Arc<Mark>,
+        sent: Arc<AtomicU64>,
+    ) -> Result<Reader, String> {
         let tables = setup.tables.iter().map(TableName::qualified).collect();
         let start = setup.start;
-        Reader { setup, closed, tables, lo: start.window_lo, hi: start.window_hi, cursor: start.seq, window_open: true }
+        let columns = COLUMNS[usize::from(setup.commit_timestamps)];
+        let ahead = setup
+            .client
+            .query("SELECT seq, xid FROM hopline.ahead WHERE consumer = $1", &[&setup.consumer])
+            .map_err(|e| db::error_text(&e))?
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect();
+        let mut reader = Reader {
+            setup,
+            closed,
+            mark,
+            sent,
+            tables,
+            lo: start.window_lo,
+            hi: start.window_hi,
+            cursor: start.seq,
+            last: 0,
+            window_open: false,
+            ahead,
+            rows_sql: format!("SELECT {columns} {ROWS_WHERE}"),
+            earlier_sql: format!("SELECT {columns} {EARLIER_WHERE}"),
+        };
+        reader.session().map_err(|e| format!("cannot prepare the change-log connection: {}", db::error_text(&e)))?;
+        reader.open_window(start.seq).map_err(|e| db::error_text(&e))?;
+        Ok(reader)
     }
 
-    fn run(mut self, sender: &SyncSender<Result<Batch, String>>) {
-        if let Err(e) = self.setup.client.batch_execute(&format!("LISTEN {}", crate::capture::CHANNEL)) {
-            let _ = sender.send(Err(format!("cannot listen for changes: {}", db::error_text(&e))));
-            return;
+    /// The reader's session: listening for wake-ups, and reading windows by `seq` (the primary
+    /// key's order, never a sort of the whole window).
+    fn session(&mut self) -> Result<(), postgres::Error> {
+        self.setup.client.batch_execute(&format!("SET enable_sort = off; LISTEN {}", crate::capture::CHANNEL))
+    }
+
+    /// Opens the window `[lo, hi)` after `after`: finds its last `seq` and where to start.
+    fn open_window(&mut self, after: i64) -> Result<(), postgres::Error> {
+        // `seq + 0`: the bounds from the xid index, not by walking the primary key from its start.
+        let row = self.setup.client.query_one(
+            "SELECT min(seq + 0), max(seq + 0) FROM hopline.change_log WHERE xid >= $1 AND xid < $2",
+            &[&self.lo, &self.hi],
+        )?;
+        let (first, last): (Option<i64>, Option<i64>) = (row.get(0), row.get(1));
+        match (first, last) {
+            (Some(first), Some(last)) if last > after => {
+                self.cursor = after.max(first - 1);
+                self.last = last;
+                self.window_open = true;
+            }
+            _ => {
+                self.cursor = after;
+                self.window_open = false;
+            }
         }
+        Ok(())
+    }
+
+    fn run(&mut self, sender: &SyncSender<Result<Batch, String>>) {
         let mut eager: Option<Duration> = None;
         while !self.closed.load(Ordering::SeqCst) {
             match self.poll() {
                 Ok(batch) if !batch.is_empty() => {
+                    self.sent.fetch_add(1, Ordering::SeqCst);
                     if sender.send(Ok(batch)).is_err() {
                         return;
                     }
                 }
                 Ok(_) => {
+                    let sent = self.sent.load(Ordering::SeqCst);
+                    let idle = Position { window_lo: self.hi, window_hi: self.hi, seq: 0 };
+                    *self.mark.position.lock().expect("mark lock") = Some((idle, sent));
                     // Nothing to read: wait for a notification, or the poll interval. Just after
                     // one, read again soon: its transaction may still have held the window back.
                     let wait = eager.map_or(self.setup.poll_interval, |d| d.min(self.setup.poll_interval));
@@ -211,7 +320,7 @@ impl Reader {
         let mut any = false;
         {
             let mut pending = notifications.iter();
-            while let Some(_n) = pending.next()? {
+            while pending.next()?.is_some() {
                 any = true;
             }
         }
@@ -219,10 +328,7 @@ impl Reader {
             return Ok(true);
         }
         let mut waiting = notifications.timeout_iter(wait);
-        if waiting.next()?.is_some() {
-            return Ok(true);
-        }
-        Ok(false)
+        Ok(waiting.next()?.is_some())
     }
 
     /// Reconnects with backoff until it works or the source is closed; says so on stderr.
@@ -236,48 +342,116 @@ impl Reader {
         while !self.closed.load(Ordering::SeqCst) {
             std::thread::sleep(backoff.next_wait());
             match self.setup.database.connect() {
-                Ok(mut client) => match client.batch_execute(&format!("LISTEN {}", crate::capture::CHANNEL)) {
-                    Ok(()) => {
-                        self.setup.client = client;
-                        eprintln!("hopline: observer: reconnected to {}", self.setup.database.shown());
-                        return;
+                Ok(client) => {
+                    self.setup.client = client;
+                    match self.session() {
+                        Ok(()) => {
+                            eprintln!("hopline: observer: reconnected to {}", self.setup.database.shown());
+                            return;
+                        }
+                        Err(e) => eprintln!("hopline: observer: cannot listen yet: {}", db::error_text(&e)),
                     }
-                    Err(e) => eprintln!("hopline: observer: cannot listen yet: {}", db::error_text(&e)),
-                },
+                }
                 Err(e) => eprintln!("hopline: observer: {e}; retrying"),
             }
         }
     }
 
-    /// The next batch of changes, or none if nothing more has committed.
+    /// The next batch of changes, or none if nothing more has committed. Opens at most one new
+    /// window per call, so a busy database with nothing for this consumer is not read in a loop.
     fn poll(&mut self) -> Result<Batch, postgres::Error> {
+        let mut advanced = false;
         loop {
-            if self.window_open {
+            while self.window_open {
                 let rows = self.setup.client.query(
-                    ROWS_SQL[usize::from(self.setup.commit_timestamps)],
-                    &[&self.lo, &self.hi, &self.cursor, &self.tables, &(self.setup.batch_size as i64)],
+                    &self.rows_sql,
+                    &[&self.lo, &self.hi, &self.cursor, &self.last, &self.tables, &(self.setup.batch_size as i64)],
                 )?;
-                if rows.len() < self.setup.batch_size {
+                let full = rows.len() == self.setup.batch_size;
+                if !full {
                     self.window_open = false;
                 }
-                if !rows.is_empty() {
-                    let mut batch = Vec::with_capacity(rows.len());
-                    for row in &rows {
-                        batch.push(self.change(row)?);
+                let mut batch = Vec::with_capacity(rows.len());
+                for row in &rows {
+                    let seq: i64 = row.get(0);
+                    self.cursor = seq;
+                    if self.ahead.remove(&seq).is_some() {
+                        continue; // Delivered ahead of its window.
                     }
-                    self.cursor = batch.last().map_or(self.cursor, |c| c.seq);
-                    return Ok(batch);
+                    batch.push(self.change(row, Position { window_lo: self.lo, window_hi: self.hi, seq }));
                 }
+                if !batch.is_empty() {
+                    return self.with_earlier_changes(batch);
+                }
+                if !full {
+                    break;
+                }
+            }
+            if advanced {
+                return Ok(Vec::new());
             }
             let xmin: i64 = self.setup.client.query_one(XMIN_SQL, &[])?.get(0);
             if xmin <= self.hi {
                 return Ok(Vec::new());
             }
-            (self.lo, self.hi, self.cursor, self.window_open) = (self.hi, xmin, 0, true);
+            (self.lo, self.hi) = (self.hi, xmin);
+            // Changes delivered ahead of windows now passed will not be met again.
+            let lo = self.lo;
+            self.ahead.retain(|_, xid| *xid >= lo);
+            self.open_window(0)?;
+            advanced = true;
         }
     }
 
-    fn change(&self, row: &postgres::Row) -> Result<ReadChange, postgres::Error> {
+    /// Adds to `batch` the committed changes beyond the window that must come before one of
+    /// its changes: same row, lower `seq` (so committed before it). They are delivered ahead
+    /// of their window, at the place of the window's change before them.
+    fn with_earlier_changes(&mut self, batch: Batch) -> Result<Batch, postgres::Error> {
+        let mut latest: HashMap<String, i64> = HashMap::with_capacity(batch.len());
+        for read in &batch {
+            let row = format!("{} {}", read.change.table.qualified(), read.change.key.get());
+            let seq = latest.entry(row).or_insert(read.change.seq);
+            *seq = (*seq).max(read.change.seq);
+        }
+        let max_seq = batch.iter().map(|r| r.change.seq).max().unwrap_or(0);
+        let rows: Vec<String> = latest.keys().cloned().collect();
+        let found = self.setup.client.query(&self.earlier_sql, &[&self.hi, &max_seq, &rows])?;
+        if found.is_empty() {
+            return Ok(batch);
+        }
+        let mut early = Vec::new();
+        for row in &found {
+            let seq: i64 = row.get(0);
+            let xid: i64 = row.get(9);
+            let key = format!("{}.{} {}", row.get::<_, &str>(1), row.get::<_, &str>(2), row.get::<_, &str>(4));
+            if self.ahead.contains_key(&seq) || latest.get(&key).is_none_or(|&later| later < seq) {
+                continue;
+            }
+            self.ahead.insert(seq, xid);
+            let mut read = self.change(row, Position::default());
+            read.change.ahead = Some(xid);
+            early.push(read);
+        }
+        if early.is_empty() {
+            return Ok(batch);
+        }
+        // In `seq` order; a change delivered ahead saves the position of the window's change
+        // before it (or where the window was read up to), never a later one.
+        let first_seq = batch.first().map_or(0, |r| r.change.position.seq);
+        let mut all: Vec<ReadChange> = batch.into_iter().chain(early).collect();
+        all.sort_by_key(|r| r.change.seq);
+        let mut before = Position { window_lo: self.lo, window_hi: self.hi, seq: first_seq - 1 };
+        for read in &mut all {
+            if read.change.ahead.is_some() {
+                read.change.position = before;
+            } else {
+                before = read.change.position;
+            }
+        }
+        Ok(all)
+    }
+
+    fn change(&self, row: &postgres::Row, position: Position) -> ReadChange {
         let seq: i64 = row.get(0);
         let schema: String = row.get(1);
         let table: String = row.get(2);
@@ -288,12 +462,11 @@ impl Reader {
         let traceparent: Option<String> = row.get(7);
         let committed_at: String = row.get(8);
         let raw = |text: String| RawValue::from_string(text).expect("PostgreSQL writes valid JSON");
-        let value = |text: &Option<String>| text.as_deref().map(|t| serde_json::from_str(t).expect("valid JSON"));
-        let before_value = value(&before);
-        let after_value = value(&after);
+        let before_value = before.as_deref().map(image);
+        let after_value = after.as_deref().map(image);
         let change = Change {
             seq,
-            position: Position { window_lo: self.lo, window_hi: self.hi, seq },
+            position,
             table: Arc::new(TableName { schema, table }),
             op: Op::parse(&op).unwrap_or(Op::Update),
             key: raw(key),
@@ -303,24 +476,49 @@ impl Reader {
             after_value,
             committed_at,
             instance: Arc::clone(&self.setup.instance),
+            ahead: None,
         };
-        Ok(ReadChange { seq, change, traceparent })
+        ReadChange { change, traceparent }
     }
+}
+
+/// A row image for conditions and templates. PostgreSQL's `numeric` can hold numbers no `f64`
+/// can (`1e400`); such a column reads as its text, and the rest of the row as usual.
+fn image(text: &str) -> Value {
+    if let Ok(value) = serde_json::from_str(text) {
+        return value;
+    }
+    let columns: BTreeMap<String, &RawValue> = serde_json::from_str(text).unwrap_or_default();
+    Value::Object(
+        columns
+            .into_iter()
+            .map(|(name, raw)| {
+                let value = serde_json::from_str(raw.get()).unwrap_or_else(|_| Value::String(raw.get().to_string()));
+                (name, value)
+            })
+            .collect(),
+    )
 }
 
 const XMIN_SQL: &str = "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint";
 
-/// The rows of a window after a `seq`, in `seq` order: without and with commit timestamps.
-const ROWS_SQL: [&str; 2] = [
-    "SELECT seq, table_schema, table_name, op, key::text, before::text, after::text, traceparent, \
-     to_char(captured_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') \
-     FROM hopline.change_log \
-     WHERE xid >= $1 AND xid < $2 AND seq > $3 AND (table_schema || '.' || table_name) = ANY($4) \
-     ORDER BY seq LIMIT $5",
-    "SELECT seq, table_schema, table_name, op, key::text, before::text, after::text, traceparent, \
+/// The columns read for each change: without and with commit timestamps.
+const COLUMNS: [&str; 2] = [
+    "seq, table_schema, table_name, op, key::text, before::text, after::text, traceparent, \
+     to_char(captured_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), xid",
+    "seq, table_schema, table_name, op, key::text, before::text, after::text, traceparent, \
      to_char(coalesce(pg_xact_commit_timestamp((xid % 4294967296)::text::xid), captured_at) AT TIME ZONE 'UTC', \
-     'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') \
-     FROM hopline.change_log \
-     WHERE xid >= $1 AND xid < $2 AND seq > $3 AND (table_schema || '.' || table_name) = ANY($4) \
-     ORDER BY seq LIMIT $5",
+     'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), xid",
 ];
+
+/// The rows of a window after a `seq`, in `seq` order (the primary key, bounded by the window's
+/// last `seq`).
+const ROWS_WHERE: &str = "FROM hopline.change_log \
+     WHERE seq > $3 AND seq <= $4 AND xid >= $1 AND xid < $2 AND (table_schema || '.' || table_name) = ANY($5) \
+     ORDER BY seq LIMIT $6";
+
+/// Committed changes beyond the window (`xid >= $1`) numbered below `$2`, of the rows `$3`
+/// (`schema.table key`).
+const EARLIER_WHERE: &str = "FROM hopline.change_log \
+     WHERE xid >= $1 AND seq < $2 AND (table_schema || '.' || table_name || ' ' || key::text) = ANY($3) \
+     ORDER BY seq";

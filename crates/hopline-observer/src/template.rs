@@ -9,6 +9,8 @@
 //! becomes the field's JSON value, typed (`total: "{after.total}"` gives a number); other
 //! strings are interpolated as in log lines.
 
+use std::collections::HashMap;
+
 use serde_json::Value;
 use serde_json::value::RawValue;
 
@@ -146,18 +148,15 @@ fn parse_field(name: &str) -> Result<Field, String> {
 /// The JSON text at `path` in `raw` (a row image or the key, as PostgreSQL wrote it, so
 /// numbers keep their digits); `null` when absent.
 fn walk(raw: Option<&RawValue>, path: &[String]) -> String {
+    // Keys are owned: a key with an escape (`"a\"b"`, `"line\nbreak"`) cannot be borrowed from
+    // the text, and a borrowed `&str` key would fail the whole object. Values are borrowed
+    // slices of `raw` itself, so no step needs to outlive the one before.
     let mut current: Option<&RawValue> = raw;
-    // Each step borrows from the text of the one before; keep them alive.
-    let mut steps: Vec<std::collections::HashMap<&str, &RawValue>> = Vec::with_capacity(path.len());
     for segment in path {
         let Some(text) = current else { break };
-        match serde_json::from_str::<std::collections::HashMap<&str, &RawValue>>(text.get()) {
-            Ok(map) => {
-                steps.push(map);
-                current = steps.last().and_then(|m| m.get(segment.as_str()).copied());
-            }
-            Err(_) => current = None,
-        }
+        current = serde_json::from_str::<HashMap<String, &RawValue>>(text.get())
+            .ok()
+            .and_then(|mut map| map.remove(segment.as_str()));
     }
     current.map_or_else(|| "null".to_string(), |v| v.get().to_string())
 }
@@ -278,6 +277,7 @@ mod tests {
             after_value: Some(json!({"id": 7, "status": "paid", "total": 99.5, "meta": {"tier": "gold"}})),
             committed_at: "2026-11-27T08:00:00.000000Z".into(),
             instance: "abc".into(),
+            ahead: None,
         }
     }
 
@@ -293,6 +293,21 @@ mod tests {
         assert_eq!(t.render(&scope(&c)), "order 7 pending→paid (99.50) {x} null");
         let t = Template::parse("{observer} {table} {op} {seq} {event_id} {after.meta.tier}").unwrap();
         assert_eq!(t.render(&scope(&c)), "order_paid public.orders update 42 abc-42-order_paid gold");
+    }
+
+    #[test]
+    fn paths_reach_through_objects_with_escaped_keys() {
+        let mut c = change();
+        c.after = Some(
+            RawValue::from_string(
+                r#"{"a\"b": 1, "line\nbreak": "x", "status": "paid", "m": {"tab\tkey": {"deep": 2}, "k": 3}}"#
+                    .to_string(),
+            )
+            .unwrap(),
+        );
+        let t = Template::parse("{after.status} {after.a\"b} {after.line\nbreak} {after.m.k} {after.m.tab\tkey.deep}")
+            .unwrap();
+        assert_eq!(t.render(&scope(&c)), "paid 1 x 3 2");
     }
 
     #[test]

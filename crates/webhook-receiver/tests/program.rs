@@ -1,8 +1,10 @@
-//! The `webhook-receiver` program: its first line, its answers, and the record it writes when
-//! stopped by a signal or by the end of its input.
+//! The `webhook-receiver` program: its first line, its answers, the record it writes when
+//! stopped by a signal or by the end of its input, and what it prints with `--print`.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, ChildStdout, Command, Stdio};
+use std::sync::mpsc;
+use std::thread;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 struct Program {
@@ -99,4 +101,64 @@ fn without_a_record_it_only_counts() {
     let output = program.child.wait_with_output().unwrap();
     assert!(output.status.success());
     assert_eq!(String::from_utf8_lossy(&output.stderr).trim(), "webhook-receiver: 1 requests");
+}
+
+/// Kills and reaps the program however the test ends, so that a failed assertion leaves no
+/// process behind.
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn print_writes_each_request_as_it_arrives() {
+    let dir = tempfile::tempdir().unwrap();
+    let record = dir.path().join("record.txt");
+    let Program { child, url, _stdout: stdout } =
+        start(&["--print", "--record", record.to_str().unwrap()], Stdio::null());
+    let mut child = KillOnDrop(child);
+    // Lines are read on a thread, so that a block that never ends fails the test, not hangs it.
+    let (sender, lines) = mpsc::channel();
+    thread::spawn(move || {
+        for line in stdout.lines() {
+            if sender.send(line.unwrap()).is_err() {
+                break;
+            }
+        }
+    });
+    let next = || lines.recv_timeout(Duration::from_secs(10)).expect("a printed line");
+
+    let body = serde_json::json!({ "id": 7, "kind": "created", "tags": ["a", "b"] });
+    let client = reqwest::blocking::Client::builder().timeout(Duration::from_secs(10)).build().unwrap();
+    let response = client
+        .post(format!("{url}?attempt=1"))
+        .header("Content-Type", "application/json")
+        .header("Idempotency-Key", "evt-7")
+        .body(body.to_string())
+        .send()
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+
+    // The block is written and flushed before the answer, so it is all there by now.
+    let first = next();
+    let (time, request) = first.strip_prefix("--- ").unwrap_or_else(|| panic!("{first:?}")).split_once(' ').unwrap();
+    assert_eq!(request, "POST /hook?attempt=1");
+    assert!(time.len() == 27 && time.as_bytes()[10] == b'T' && time.ends_with('Z'), "{time}");
+    let headers: Vec<String> = std::iter::from_fn(|| Some(next()).filter(|line| !line.is_empty())).collect();
+    assert!(headers.iter().any(|line| line == "content-type: application/json"), "{headers:?}");
+    assert!(headers.iter().any(|line| line == "idempotency-key: evt-7"), "{headers:?}");
+    assert!(headers.iter().all(|line| line.split_once(": ").is_some_and(|(name, _)| name == name.to_lowercase())));
+    let printed: Vec<String> = std::iter::from_fn(|| Some(next()).filter(|line| !line.is_empty())).collect();
+    assert_eq!(printed.join("\n"), serde_json::to_string_pretty(&body).unwrap());
+
+    // It combines with --record.
+    // SAFETY: kill has no memory-safety preconditions; the child is not reaped yet.
+    assert_eq!(unsafe { libc::kill(child.0.id() as libc::pid_t, libc::SIGTERM) }, 0);
+    assert!(child.0.wait().unwrap().success());
+    let text = std::fs::read_to_string(&record).unwrap();
+    assert!(text.ends_with(" evt-7 -\n") && text.lines().count() == 1, "{text:?}");
 }

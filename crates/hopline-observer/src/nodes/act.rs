@@ -147,7 +147,7 @@ impl Act {
     ) -> Option<DeadLetter> {
         let action = &observer.actions[index];
         let change = &event.change;
-        let event_id = change.event_id(&observer.name);
+        let event_id = change.event_id(&observer.name, &action.name);
         let mut span = parent.and_then(|p| Span::open(p, format!("action {}.{}", observer.name, action.name), header));
         if let Some(span) = &mut span {
             span.set("hopline.observer", observer.name.as_str());
