@@ -66,6 +66,23 @@ const QUICK_RETRY: &str = "{ attempts: 3, backoff: 20ms, max_backoff: 50ms }";
 struct Observer {
     child: Child,
     stderr: Arc<Mutex<String>>,
+    stdout: Arc<Mutex<String>>,
+}
+
+/// Collects what `from` says into a string, on a thread.
+fn collect(mut from: impl Read + Send + 'static) -> Arc<Mutex<String>> {
+    let text = Arc::new(Mutex::new(String::new()));
+    let sink = Arc::clone(&text);
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = from.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            sink.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    });
+    text
 }
 
 impl Observer {
@@ -77,35 +94,34 @@ impl Observer {
             .env("DATABASE_URL", pg.url())
             .env("WEBHOOK_URL", receiver.url())
             .env("WEBHOOK_SECRET", SECRET)
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .expect("hopline starts");
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let sink = Arc::clone(&stderr);
-        let mut pipe = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = pipe.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                sink.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
-            }
-        });
-        Observer { child, stderr }
+        let stderr = collect(child.stderr.take().unwrap());
+        let stdout = collect(child.stdout.take().unwrap());
+        Observer { child, stderr, stdout }
+    }
+
+    fn stdout(&self) -> String {
+        self.stdout.lock().unwrap().clone()
     }
 
     fn stderr(&self) -> String {
         self.stderr.lock().unwrap().clone()
     }
 
-    /// SIGTERM, then waits for the exit code.
-    fn stop(mut self) -> (Option<i32>, String) {
+    /// SIGTERM, then waits for the exit code; returns it with stderr.
+    fn stop(self) -> (Option<i32>, String) {
+        let (code, stderr, _) = self.stop_with_stdout();
+        (code, stderr)
+    }
+
+    fn stop_with_stdout(mut self) -> (Option<i32>, String, String) {
         unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
         let status = wait_exit(&mut self.child, Duration::from_secs(20));
         std::thread::sleep(Duration::from_millis(50));
-        (status, self.stderr())
+        (status, self.stderr(), self.stdout())
     }
 
     fn kill(mut self) {
@@ -469,7 +485,7 @@ fn failing_deliveries_retry_then_go_to_the_dead_letter_queue_and_dlq_retry_deliv
     let dir = tempfile::tempdir().unwrap();
     let config = config(dir.path(), "failing", QUICK_RETRY, 64);
     orders(&pg, 5, dir.path(), &config, &receiver);
-    let observer = Observer::start(&pg, &receiver, &config, &[]);
+    let observer = Observer::start(&pg, &receiver, &config, &["--narrate"]);
     wait_started(&pg, "failing", &observer);
     let mut db = client(&pg);
     db.batch_execute("UPDATE orders SET status = 'paid' WHERE id = 1").unwrap();
@@ -492,10 +508,23 @@ fn failing_deliveries_retry_then_go_to_the_dead_letter_queue_and_dlq_retry_deliv
     receiver.set_behaviour(Behaviour::Ok);
     db.batch_execute("UPDATE orders SET status = 'paid' WHERE id = 3").unwrap();
     receiver.wait_for(5, Duration::from_secs(20));
-    let (code, stderr) = observer.stop();
+    let (code, stderr, stdout) = observer.stop_with_stdout();
     assert_eq!(code, Some(143), "{stderr}");
     assert!(stderr.contains("2 dead-lettered"), "{stderr}");
     assert!(stderr.contains("2 retried"), "{stderr}");
+    assert!(stderr.contains("order_paid.webhook gave up on change"), "each dead letter is said: {stderr}");
+    // Narration: the run's outcome carries the counts.
+    let stopped: Value = stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|n| n["action"] == "run.stopped")
+        .unwrap_or_else(|| panic!("a run.stopped narration: {stdout}"));
+    let fields = &stopped["fields"];
+    assert_eq!(fields["match.changes"], 3, "{stopped}");
+    assert_eq!(fields["match.matched"], 3, "{stopped}");
+    assert_eq!(fields["act.delivered"], 1, "{stopped}");
+    assert_eq!(fields["act.retried"], 2, "{stopped}");
+    assert_eq!(fields["act.dead-lettered"], 2, "{stopped}");
 
     let dlq = |args: &[&str]| {
         Command::new(hopline_bin())

@@ -38,8 +38,9 @@ pub enum ActionKind {
 pub struct Webhook {
     /// As written, for the dead-letter queue (references unexpanded).
     pub spec: WebhookSpec,
-    pub url: reqwest::Url,
-    pub headers: Vec<(reqwest::header::HeaderName, reqwest::header::HeaderValue)>,
+    pub url: crate::http::Url,
+    /// Extra headers, checked: a token for a name, no control characters in a value.
+    pub headers: Vec<(String, String)>,
     pub secret: Option<Secret>,
     pub timeout: Duration,
     pub body: Option<BodyTemplate>,
@@ -128,45 +129,57 @@ impl Webhook {
     }
 }
 
-fn parse_url(text: &str) -> Result<reqwest::Url, String> {
-    let url = reqwest::Url::parse(text).map_err(|e| format!("expected an http:// URL; {e}"))?;
-    match url.scheme() {
-        "http" => Ok(url),
+fn parse_url(text: &str) -> Result<crate::http::Url, String> {
+    let scheme = text.split_once("://").map_or("", |(scheme, _)| scheme);
+    match scheme.to_ascii_lowercase().as_str() {
+        "http" => crate::http::Url::parse(text).map_err(|e| format!("expected an http:// URL: {e}")),
         "https" => Err("https webhooks need a TLS build of hopline, which this is not yet; use http:// (for example \
                         through a local TLS-terminating proxy)"
             .into()),
+        "" => Err("expected an http:// URL".into()),
         other => Err(format!("expected an http:// URL; found the scheme `{other}`")),
     }
 }
 
-fn headers(
-    specs: &[HeaderSpec],
-    value: &dyn Fn(&HeaderSpec) -> String,
-) -> Result<Vec<(reqwest::header::HeaderName, reqwest::header::HeaderValue)>, String> {
-    const OURS: [&str; 5] = ["content-type", "idempotency-key", "traceparent", "x-hopline-signature", "content-length"];
+fn headers(specs: &[HeaderSpec], value: &dyn Fn(&HeaderSpec) -> String) -> Result<Vec<(String, String)>, String> {
+    const OURS: [&str; 8] = [
+        "content-type",
+        "idempotency-key",
+        "traceparent",
+        "x-hopline-signature",
+        "content-length",
+        "host",
+        "transfer-encoding",
+        "connection",
+    ];
     specs
         .iter()
         .map(|h| {
-            let name = reqwest::header::HeaderName::from_bytes(h.name.as_bytes())
-                .map_err(|_| format!("`{}` is not a valid header name", h.name))?;
+            let name = h.name.to_ascii_lowercase();
+            let token = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
+            if name.is_empty() || !name.chars().all(token) {
+                return Err(format!("`{}` is not a valid header name", h.name));
+            }
             if OURS.contains(&name.as_str()) {
                 return Err(format!("`{}` is set by hopline and cannot be configured", h.name));
             }
-            let value = reqwest::header::HeaderValue::from_str(&value(h))
-                .map_err(|_| format!("the value of header `{}` is not a valid header value", h.name))?;
+            let value = value(h);
+            if value.chars().any(|c| c.is_control() && c != '\t') {
+                return Err(format!("the value of header `{}` holds a control character", h.name));
+            }
             Ok((name, value))
         })
         .collect()
 }
 
-/// `scheme://host:port/path`.
-pub fn shown_url(url: &reqwest::Url) -> String {
-    let mut shown = format!("{}://{}", url.scheme(), url.host_str().unwrap_or(""));
-    if let Some(port) = url.port() {
-        shown.push_str(&format!(":{port}"));
+/// `http://host[:port]/path`: no credentials (refused anyway), no query (it may hold a token).
+pub fn shown_url(url: &crate::http::Url) -> String {
+    let host = url.host();
+    let host = if host.contains(':') { format!("[{host}]") } else { host.to_string() };
+    match url.port() {
+        80 => format!("http://{host}{}", url.path()),
+        port => format!("http://{host}:{port}{}", url.path()),
     }
-    shown.push_str(url.path());
-    shown
 }
 
 /// `{"event_id", "table", "op", "key", "before", "after", "committed_at"}`, the row images as
@@ -232,40 +245,33 @@ impl Attempt {
 
 /// Sends one attempt.
 pub async fn send(
-    client: &reqwest::Client,
+    client: &crate::http::Client,
     webhook: &Webhook,
     body: &[u8],
     event_id: &str,
     traceparent: &str,
 ) -> Attempt {
-    let mut request = client
-        .post(webhook.url.clone())
-        .timeout(webhook.timeout)
-        .header(reqwest::header::CONTENT_TYPE, "application/json")
-        .header("idempotency-key", event_id)
-        .header("traceparent", traceparent);
-    if let Some(secret) = &webhook.secret {
+    let signed = webhook.secret.as_ref().map(|secret| {
         let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-        request = request.header("x-hopline-signature", signature(&secret.0, now, body));
+        signature(&secret.0, now, body)
+    });
+    let mut headers: Vec<(&str, &str)> = Vec::with_capacity(4 + webhook.headers.len());
+    headers.push(("content-type", "application/json"));
+    headers.push(("idempotency-key", event_id));
+    headers.push(("traceparent", traceparent));
+    if let Some(signed) = &signed {
+        headers.push(("x-hopline-signature", signed));
     }
-    for (name, value) in &webhook.headers {
-        request = request.header(name, value);
-    }
-    let response = match request.body(body.to_vec()).send().await {
+    headers.extend(webhook.headers.iter().map(|(n, v)| (n.as_str(), v.as_str())));
+    let response = match client.post(&webhook.url, &headers, body, webhook.timeout, ANSWER_READ).await {
         Ok(response) => response,
         Err(e) => return Attempt::Retry { status: None, error: describe(&e, webhook), retry_after: None },
     };
-    let status = response.status().as_u16();
-    let retry_after = response
-        .headers()
-        .get(reqwest::header::RETRY_AFTER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .map(Duration::from_secs);
-    // Read the answer (its first 4 KiB) to its end, so the connection can be used again.
-    let answer = read_answer(response).await;
+    let status = response.status;
+    let retry_after =
+        response.header("retry-after").and_then(|v| v.trim().parse::<u64>().ok()).map(Duration::from_secs);
     let said = || {
-        let text = clean(String::from_utf8_lossy(&answer).trim(), ANSWER_CHARS);
+        let text = clean(String::from_utf8_lossy(&response.body).trim(), ANSWER_CHARS);
         if text.is_empty() { String::new() } else { format!(": {text}") }
     };
     match status {
@@ -278,9 +284,9 @@ pub async fn send(
     }
 }
 
-/// How much of an answer's body is read: enough for the message, and a receiver that answers
-/// with megabytes (or never stops) costs no memory. A longer body is left unread, and its
-/// connection is closed rather than used again.
+/// How much of an answer's body is kept: enough for the message, and a receiver that answers
+/// with megabytes (or never stops) costs no memory (the client drops such a connection rather
+/// than read it all).
 const ANSWER_READ: usize = 4096;
 
 /// How much of an answer's body an error quotes.
@@ -288,22 +294,6 @@ const ANSWER_CHARS: usize = 200;
 
 /// The longest error text [`send`] returns (and the dead-letter queue stores).
 pub const ERROR_CHARS: usize = 500;
-
-/// The first [`ANSWER_READ`] bytes of the answer's body. A body that cannot be read (the
-/// connection broke, the timeout struck) is what was read of it: the status already says
-/// what the receiver meant.
-async fn read_answer(mut response: reqwest::Response) -> Vec<u8> {
-    let mut answer = Vec::new();
-    while let Ok(Some(chunk)) = response.chunk().await {
-        let room = ANSWER_READ - answer.len();
-        if chunk.len() > room {
-            answer.extend_from_slice(&chunk[..room]);
-            break;
-        }
-        answer.extend_from_slice(&chunk);
-    }
-    answer
-}
 
 /// `text` fit for an error message that is stored and shown: a line break or tab becomes a
 /// space (a log line stays one line) and any other control character `\u{FFFD}` (PostgreSQL's
@@ -326,27 +316,12 @@ pub fn clean(text: &str, max_chars: usize) -> String {
     out
 }
 
-/// A transport error, without the URL (it may hold credentials), with its root cause.
-fn describe(e: &reqwest::Error, webhook: &Webhook) -> String {
-    let what = if e.is_timeout() {
-        format!("no answer within {} ms", webhook.timeout.as_millis())
-    } else if e.is_connect() {
-        "cannot connect".to_string()
+/// A transport error, with the URL as [`shown_url`] shows it (no credentials, no query).
+fn describe(e: &crate::http::Error, webhook: &Webhook) -> String {
+    let text = if e.is_timeout() {
+        format!("no answer within {} ms from {}", webhook.timeout.as_millis(), webhook.shown_url())
     } else {
-        "the request failed".to_string()
-    };
-    let mut causes = Vec::new();
-    let mut source = std::error::Error::source(e);
-    while let Some(cause) = source {
-        let text = cause.to_string();
-        if !causes.contains(&text) {
-            causes.push(text);
-        }
-        source = cause.source();
-    }
-    let text = match causes.last() {
-        Some(root) => format!("{what} to {}: {root}", webhook.shown_url()),
-        None => format!("{what} to {}", webhook.shown_url()),
+        format!("{} ({})", e, webhook.shown_url())
     };
     clean(&text, ERROR_CHARS)
 }
@@ -473,8 +448,11 @@ mod tests {
 
     #[test]
     fn urls_are_shown_without_credentials_or_query() {
-        let url = reqwest::Url::parse("http://user:pw@hooks.example:8080/in?token=abc").unwrap();
+        let url = crate::http::Url::parse("http://hooks.example:8080/in?token=abc").unwrap();
         assert_eq!(shown_url(&url), "http://hooks.example:8080/in");
+        assert_eq!(shown_url(&crate::http::Url::parse("http://[::1]/x").unwrap()), "http://[::1]/x");
+        assert!(parse_url("http://user:pw@hooks.example/in").is_err(), "credentials in a URL are refused");
+        assert!(parse_url("https://hooks.example/in").unwrap_err().contains("TLS"));
     }
 
     #[test]
@@ -496,10 +474,10 @@ mod tests {
     }
 
     /// Answers one request with `answer` (raw HTTP), on a thread.
-    fn one_answer(answer: Vec<u8>) -> reqwest::Url {
+    fn one_answer(answer: Vec<u8>) -> String {
         use std::io::{Read as _, Write as _};
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let url = reqwest::Url::parse(&format!("http://{}/in", listener.local_addr().unwrap())).unwrap();
+        let url = format!("http://{}/in", listener.local_addr().unwrap());
         std::thread::spawn(move || {
             let (mut stream, _) = listener.accept().unwrap();
             let mut request = Vec::new();
@@ -523,9 +501,9 @@ mod tests {
             format!("HTTP/1.1 500 Internal Server Error\r\nContent-Length: {}\r\n\r\n", body.len()).into_bytes();
         answer.extend_from_slice(&body);
         let url = one_answer(answer);
-        let stored = StoredRequest::read(&json!({"url": url.as_str(), "body": "{}"}), &|_| None).unwrap();
+        let stored = StoredRequest::read(&json!({"url": url, "body": "{}"}), &|_| None).unwrap();
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        let attempt = runtime.block_on(send(&reqwest::Client::new(), &stored.webhook, b"{}", "e-1", "00-x"));
+        let attempt = runtime.block_on(send(&crate::http::Client::new(1), &stored.webhook, b"{}", "e-1", "00-x"));
         let Attempt::Retry { status: Some(500), error, .. } = attempt else { panic!("expected a retry: {attempt:?}") };
         assert!(error.starts_with("answered 500: \u{FFFD}\u{FFFD}oops"), "{error}");
         assert!(!error.chars().any(char::is_control), "{error:?}");

@@ -148,11 +148,7 @@ pub fn retry(
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start a runtime: {e}"))?;
-    let http = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .user_agent(concat!("hopline/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+    let http = crate::http::Client::new(1);
     for id in ids {
         let key = lock_key(id);
         let claimed: bool = client

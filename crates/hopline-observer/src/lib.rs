@@ -49,6 +49,7 @@ pub mod condition;
 pub mod config;
 pub mod db;
 pub mod dlq;
+pub mod http;
 pub mod message;
 pub mod nodes;
 pub mod sink;

@@ -8,7 +8,8 @@
 //! change whose actions are still running; the ones that gave up travel on as dead letters,
 //! which the checkpoint sink files in the same transaction as the checkpoint.
 //!
-//! The requests run on a current-thread runtime driven by the pipeline thread, so the spans of
+//! The requests run on a current-thread runtime driven by the pipeline thread, each on a pooled
+//! keep-alive connection it owns while it runs ([`crate::http`]), so the spans of
 //! a sampled change are noted there: `action <observer>.<action>` under the node's span, and
 //! under it one `POST` client span per attempt (`http.response.status_code`,
 //! `hopline.attempt`), whose context is the request's `traceparent`.
@@ -67,7 +68,7 @@ impl Counts {
 /// The `act` node.
 pub struct Act {
     runtime: tokio::runtime::Runtime,
-    client: reqwest::Client,
+    client: crate::http::Client,
     permits: tokio::sync::Semaphore,
     counts: Counts,
 }
@@ -78,13 +79,7 @@ impl Act {
             .enable_all()
             .build()
             .map_err(|e| format!("cannot start the webhook runtime: {e}"))?;
-        let client = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .pool_max_idle_per_host(concurrency)
-            .tcp_nodelay(true)
-            .user_agent(concat!("hopline/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| format!("cannot build the webhook client: {e}"))?;
+        let client = crate::http::Client::new(concurrency);
         Ok(Act { runtime, client, permits: tokio::sync::Semaphore::new(concurrency), counts: Counts::default() })
     }
 
@@ -179,10 +174,8 @@ impl Act {
             if let Some(http) = &mut http {
                 http.set("http.request.method", "POST");
                 http.set("url.full", webhook.shown_url());
-                http.set("server.address", webhook.url.host_str().unwrap_or_default());
-                if let Some(port) = webhook.url.port_or_known_default() {
-                    http.set("server.port", i64::from(port));
-                }
+                http.set("server.address", webhook.url.host());
+                http.set("server.port", i64::from(webhook.url.port()));
                 http.set("hopline.attempt", i64::from(attempt));
                 if attempt > 1 {
                     http.set("http.request.resend_count", i64::from(attempt - 1));
@@ -221,6 +214,11 @@ impl Act {
                 }
             };
             Counts::add(&self.counts.dead_lettered);
+            eprintln!(
+                "hopline: observer: {}.{} gave up on change {} of {} after {attempt} attempts ({error}); it goes to the \
+                 dead-letter queue as {event_id}",
+                observer.name, action.name, change.seq, change.table
+            );
             if let Some(span) = &mut span {
                 span.set("hopline.attempts", i64::from(attempt));
                 span.set("hopline.dead_lettered", "true");
