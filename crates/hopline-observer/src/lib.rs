@@ -50,6 +50,7 @@ pub mod config;
 pub mod db;
 pub mod dlq;
 pub mod http;
+pub mod image;
 pub mod message;
 pub mod nodes;
 pub mod sink;

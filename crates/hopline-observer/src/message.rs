@@ -35,12 +35,10 @@ pub struct Change {
     /// The primary key, as a JSON object of its columns.
     pub key: Box<RawValue>,
     /// The row before (UPDATE, DELETE) and after (INSERT, UPDATE), as PostgreSQL wrote them
-    /// (numbers keep their digits: `99.50` stays `99.50` in webhooks).
+    /// (numbers keep their digits: `99.50` stays `99.50` in webhooks). Conditions read the
+    /// columns they need from them ([`crate::image`]).
     pub before: Option<Box<RawValue>>,
     pub after: Option<Box<RawValue>>,
-    /// The same, parsed, for conditions and templates.
-    pub before_value: Option<serde_json::Value>,
-    pub after_value: Option<serde_json::Value>,
     /// RFC 3339, UTC: the commit time when PostgreSQL tracks commit timestamps, else when the
     /// row was written (inside its transaction).
     pub committed_at: String,

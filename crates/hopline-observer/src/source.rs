@@ -47,7 +47,6 @@ use std::time::Duration;
 
 use fallible_iterator::FallibleIterator;
 use hopline_model::{CorrelationId, Envelope, EnvelopeHeader, Source, SourceError, TraceContext};
-use serde_json::Value;
 use serde_json::value::RawValue;
 
 use crate::config::{Op, TableName};
@@ -214,6 +213,16 @@ struct Reader {
     ahead: BTreeMap<i64, i64>,
     rows_sql: String,
     earlier_sql: String,
+    /// The queries, prepared on the current connection (again after a reconnect).
+    statements: Option<Statements>,
+}
+
+/// The reader's queries, prepared once per connection.
+struct Statements {
+    rows: postgres::Statement,
+    earlier: postgres::Statement,
+    xmin: postgres::Statement,
+    bounds: postgres::Statement,
 }
 
 impl Reader {
@@ -247,6 +256,7 @@ impl Reader {
             ahead,
             rows_sql: format!("SELECT {columns} {ROWS_WHERE}"),
             earlier_sql: format!("SELECT {columns} {EARLIER_WHERE}"),
+            statements: None,
         };
         reader.session().map_err(|e| format!("cannot prepare the change-log connection: {}", db::error_text(&e)))?;
         reader.open_window(start.seq).map_err(|e| db::error_text(&e))?;
@@ -256,16 +266,25 @@ impl Reader {
     /// The reader's session: listening for wake-ups, and reading windows by `seq` (the primary
     /// key's order, never a sort of the whole window).
     fn session(&mut self) -> Result<(), postgres::Error> {
-        self.setup.client.batch_execute(&format!("SET enable_sort = off; LISTEN {}", crate::capture::CHANNEL))
+        let client = &mut self.setup.client;
+        client.batch_execute(&format!("SET enable_sort = off; LISTEN {}", crate::capture::CHANNEL))?;
+        self.statements = Some(Statements {
+            rows: client.prepare(&self.rows_sql)?,
+            earlier: client.prepare(&self.earlier_sql)?,
+            xmin: client.prepare(XMIN_SQL)?,
+            bounds: client.prepare(BOUNDS_SQL)?,
+        });
+        Ok(())
+    }
+
+    fn statements(&self) -> &Statements {
+        self.statements.as_ref().expect("prepared when the session starts")
     }
 
     /// Opens the window `[lo, hi)` after `after`: finds its last `seq` and where to start.
     fn open_window(&mut self, after: i64) -> Result<(), postgres::Error> {
-        // `seq + 0`: the bounds from the xid index, not by walking the primary key from its start.
-        let row = self.setup.client.query_one(
-            "SELECT min(seq + 0), max(seq + 0) FROM hopline.change_log WHERE xid >= $1 AND xid < $2",
-            &[&self.lo, &self.hi],
-        )?;
+        let bounds = self.statements().bounds.clone();
+        let row = self.setup.client.query_one(&bounds, &[&self.lo, &self.hi])?;
         let (first, last): (Option<i64>, Option<i64>) = (row.get(0), row.get(1));
         match (first, last) {
             (Some(first), Some(last)) if last > after => {
@@ -363,8 +382,9 @@ impl Reader {
         let mut advanced = false;
         loop {
             while self.window_open {
+                let statement = self.statements().rows.clone();
                 let rows = self.setup.client.query(
-                    &self.rows_sql,
+                    &statement,
                     &[&self.lo, &self.hi, &self.cursor, &self.last, &self.tables, &(self.setup.batch_size as i64)],
                 )?;
                 let full = rows.len() == self.setup.batch_size;
@@ -390,7 +410,8 @@ impl Reader {
             if advanced {
                 return Ok(Vec::new());
             }
-            let xmin: i64 = self.setup.client.query_one(XMIN_SQL, &[])?.get(0);
+            let statement = self.statements().xmin.clone();
+            let xmin: i64 = self.setup.client.query_one(&statement, &[])?.get(0);
             if xmin <= self.hi {
                 return Ok(Vec::new());
             }
@@ -462,8 +483,6 @@ impl Reader {
         let traceparent: Option<String> = row.get(7);
         let committed_at: String = row.get(8);
         let raw = |text: String| RawValue::from_string(text).expect("PostgreSQL writes valid JSON");
-        let before_value = before.as_deref().map(image);
-        let after_value = after.as_deref().map(image);
         let change = Change {
             seq,
             position,
@@ -472,8 +491,6 @@ impl Reader {
             key: raw(key),
             before: before.map(raw),
             after: after.map(raw),
-            before_value,
-            after_value,
             committed_at,
             instance: Arc::clone(&self.setup.instance),
             ahead: None,
@@ -482,25 +499,11 @@ impl Reader {
     }
 }
 
-/// A row image for conditions and templates. PostgreSQL's `numeric` can hold numbers no `f64`
-/// can (`1e400`); such a column reads as its text, and the rest of the row as usual.
-fn image(text: &str) -> Value {
-    if let Ok(value) = serde_json::from_str(text) {
-        return value;
-    }
-    let columns: BTreeMap<String, &RawValue> = serde_json::from_str(text).unwrap_or_default();
-    Value::Object(
-        columns
-            .into_iter()
-            .map(|(name, raw)| {
-                let value = serde_json::from_str(raw.get()).unwrap_or_else(|_| Value::String(raw.get().to_string()));
-                (name, value)
-            })
-            .collect(),
-    )
-}
-
 const XMIN_SQL: &str = "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint";
+
+/// A window's first and last `seq` (`seq + 0`: from the xid index, not by walking the primary
+/// key from its start).
+const BOUNDS_SQL: &str = "SELECT min(seq + 0), max(seq + 0) FROM hopline.change_log WHERE xid >= $1 AND xid < $2";
 
 /// The columns read for each change: without and with commit timestamps.
 const COLUMNS: [&str; 2] = [
@@ -519,6 +522,7 @@ const ROWS_WHERE: &str = "FROM hopline.change_log \
 
 /// Committed changes beyond the window (`xid >= $1`) numbered below `$2`, of the rows `$3`
 /// (`schema.table key`).
+/// (Through the xid index: no `ORDER BY`, and `seq + 0`, or the primary key would be walked from
+/// its start; the few rows found are sorted here.)
 const EARLIER_WHERE: &str = "FROM hopline.change_log \
-     WHERE xid >= $1 AND seq < $2 AND (table_schema || '.' || table_name || ' ' || key::text) = ANY($3) \
-     ORDER BY seq";
+     WHERE xid >= $1 AND seq + 0 < $2 AND (table_schema || '.' || table_name || ' ' || key::text) = ANY($3)";

@@ -273,8 +273,6 @@ mod tests {
             key: raw(r#"{"id": 7}"#),
             before: Some(raw(r#"{"id": 7, "status": "pending", "total": 99.50}"#)),
             after: Some(raw(r#"{"id": 7, "status": "paid", "total": 99.50, "meta": {"tier": "gold"}}"#)),
-            before_value: Some(json!({"id": 7, "status": "pending", "total": 99.5})),
-            after_value: Some(json!({"id": 7, "status": "paid", "total": 99.5, "meta": {"tier": "gold"}})),
             committed_at: "2026-11-27T08:00:00.000000Z".into(),
             instance: "abc".into(),
             ahead: None,

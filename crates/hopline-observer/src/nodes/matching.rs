@@ -5,6 +5,7 @@
 //! included: the checkpoint must see every change. Each condition evaluated on a sampled event
 //! gets a span, `condition <observer>`, saying whether it held.
 
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use hopline_model::{ConfigError, Context, Emit, Node, NodeError, NodeKind, NodeReport, Params};
@@ -12,6 +13,7 @@ use hopline_model::{ConfigError, Context, Emit, Node, NodeError, NodeKind, NodeR
 use crate::action::Action;
 use crate::condition::Condition;
 use crate::config::{ActionSpec, MatchParams, Observer, TableName};
+use crate::image;
 use crate::message::ObserverMsg;
 
 pub const KIND: NodeKind<ObserverMsg> = NodeKind {
@@ -104,13 +106,22 @@ pub fn observers(params: &Params) -> Result<Vec<Arc<Observer>>, ConfigError> {
 /// The `match` node.
 pub struct Match {
     observers: Vec<Arc<Observer>>,
+    /// Per table, every column its observers' conditions read.
+    columns: HashMap<TableName, BTreeSet<String>>,
     seen: u64,
     matched: u64,
 }
 
 impl Match {
     pub fn new(observers: Vec<Arc<Observer>>) -> Match {
-        Match { observers, seen: 0, matched: 0 }
+        let mut columns: HashMap<TableName, BTreeSet<String>> = HashMap::new();
+        for observer in &observers {
+            let read = columns.entry(observer.table.clone()).or_default();
+            if let Some(condition) = &observer.condition {
+                read.extend(condition.columns().into_iter().map(str::to_string));
+            }
+        }
+        Match { observers, columns, seen: 0, matched: 0 }
     }
 }
 
@@ -126,13 +137,25 @@ impl Node<ObserverMsg> for Match {
         };
         self.seen += 1;
         let change = &event.change;
+        // The row images, read (once, and only the columns conditions read) when a condition
+        // is met.
+        let mut images: Option<(Option<serde_json::Value>, Option<serde_json::Value>)> = None;
         for observer in &self.observers {
             if observer.table != *change.table || !observer.ops.contains(&change.op) {
                 continue;
             }
             let mut span = ctx.span(|| format!("condition {}", observer.name));
             let holds = match &observer.condition {
-                Some(condition) => condition.eval(change.before_value.as_ref(), change.after_value.as_ref()),
+                Some(condition) => {
+                    let (before, after) = images.get_or_insert_with(|| {
+                        let wanted = &self.columns[&*change.table];
+                        (
+                            image::columns(change.before.as_deref(), wanted),
+                            image::columns(change.after.as_deref(), wanted),
+                        )
+                    });
+                    condition.eval(before.as_ref(), after.as_ref())
+                }
                 None => true,
             };
             if let Some(span) = &mut span {
