@@ -436,7 +436,8 @@ impl Reader {
         }
         let max_seq = batch.iter().map(|r| r.change.seq).max().unwrap_or(0);
         let rows: Vec<String> = latest.keys().cloned().collect();
-        let found = self.setup.client.query(&self.earlier_sql, &[&self.hi, &max_seq, &rows])?;
+        let statement = self.statements().earlier.clone();
+        let found = self.setup.client.query(&statement, &[&self.hi, &max_seq, &rows])?;
         if found.is_empty() {
             return Ok(batch);
         }
