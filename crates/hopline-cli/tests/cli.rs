@@ -364,3 +364,41 @@ fn trace_commands_name_a_missing_or_bad_file() {
     assert_eq!(output.status.code(), Some(1));
     assert!(stderr_of(&output).contains("bad.jsonl:1:"), "{}", stderr_of(&output));
 }
+
+#[test]
+fn adapter_kinds_belong_to_their_app() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(config("baseline")).unwrap();
+    // fund_load reads and writes NDJSON only.
+    let foreign = dir.path().join("foreign.yml");
+    let replaced = text.replacen("source:\n  kind: ndjson\n", "source:\n  kind: postgres\n", 1);
+    assert_ne!(replaced, text, "the baseline config has a block `source:` to edit");
+    let replaced = replaced.replacen("  path: ../../tests/fixtures/fund_load/input.txt\n", "", 1);
+    std::fs::write(&foreign, replaced).unwrap();
+    let output = hopline().arg("check").arg(&foreign).output().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr_of(&output).contains("unknown source kind `postgres` for app `fund_load`; expected ndjson"),
+        "{}",
+        stderr_of(&output)
+    );
+    // The observer's ends run in one process only.
+    let observer = repo().join("pipelines/observer/observer_orders.yml");
+    let text = std::fs::read_to_string(&observer).unwrap().replace(
+        "runtime:\n  batch_size: 256\n",
+        "runtime:\n  profile: multiprocess\n  process_groups:\n    - { name: all, nodes: [match, act] }\n",
+    );
+    let text = text.replace("    database: ${DATABASE_URL}\n", "    database: ${DATABASE_URL}\n  group: all\n");
+    let text = text.replace("  kind: checkpoint\n", "  kind: checkpoint\n  group: all\n");
+    let split = dir.path().join("observer_orders_mp.yml");
+    std::fs::write(&split, text).unwrap();
+    let output = hopline()
+        .arg("check")
+        .arg(&split)
+        .env("DATABASE_URL", "postgres://localhost/db")
+        .env("WEBHOOK_URL", "http://127.0.0.1:9/hook")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2), "{}", stderr_of(&output));
+    assert!(stderr_of(&output).contains("runs under `profile: memory` only"), "{}", stderr_of(&output));
+}

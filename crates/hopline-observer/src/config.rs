@@ -132,24 +132,8 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     Ok(duration)
 }
 
-/// A name: lowercase letters, digits, `_` and `-`, starting with a letter.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Name(pub String);
-
-impl<'de> Deserialize<'de> for Name {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        let mut chars = s.chars();
-        let ok = chars.next().is_some_and(|c| c.is_ascii_lowercase())
-            && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-');
-        if !ok {
-            return Err(serde::de::Error::custom(format_args!(
-                "expected a name of lowercase letters, digits, `_` and `-`, starting with a letter; found {s:?}"
-            )));
-        }
-        Ok(Name(s))
-    }
-}
+/// Observer, action and consumer names: the config's own rule for names.
+pub use hopline_model::config::Name;
 
 /// The source's `params:` (`kind: postgres`).
 #[derive(Debug, Clone, Deserialize)]

@@ -456,8 +456,10 @@ struct RawNodeSpec {
     params: IgnoredAny,
 }
 
-/// A name for an app, scenario, node kind or node: `[a-z0-9_-]`, starting with a letter.
-struct Name(String);
+/// A name for an app, scenario, node kind or node (and for the things apps name in their
+/// params): `[a-z0-9_-]`, starting with a letter.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Name(pub String);
 
 impl<'de> Deserialize<'de> for Name {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -652,6 +654,35 @@ nodes:
         let err = config.nodes[1].params.read::<Limit>().unwrap_err();
         assert_eq!(err.path, "nodes[1].params.max");
         assert_eq!(err.pos.unwrap().line, 13);
+    }
+
+    #[test]
+    fn an_ndjson_adapter_needs_a_path_and_takes_no_params() {
+        let err =
+            PipelineConfig::from_yaml("demo.yml", &GOOD.replace("{ kind: ndjson, path: in.txt }", "{ kind: ndjson }"))
+                .unwrap_err();
+        assert_eq!(err.path, "source");
+        assert!(err.message.contains("missing field `path`"), "{err}");
+        let text = GOOD.replace("{ kind: ndjson, path: in.txt }", "{ kind: ndjson, path: in.txt, params: { x: 1 } }");
+        let err = PipelineConfig::from_yaml("demo.yml", &text).unwrap_err();
+        assert_eq!(err.path, "source.params");
+        assert!(err.message.contains("`kind: ndjson` takes a `path` only"), "{err}");
+    }
+
+    #[test]
+    fn an_apps_adapter_takes_params_and_no_path() {
+        let text = GOOD.replace("{ kind: ndjson, path: in.txt }", "{ kind: postgres, params: { database: db } }");
+        let config = PipelineConfig::from_yaml("demo.yml", &text).unwrap();
+        assert!(!config.source.is_ndjson() && config.sink.is_ndjson());
+        assert_eq!(config.source.kind, "postgres");
+        assert_eq!(config.source.kind_pos.line, 5);
+        assert_eq!(config.source.params.tree().get("database").and_then(|d| d.scalar_text()), Some("db"));
+        let text = GOOD.replace("{ kind: ndjson, path: in.txt }", "{ kind: postgres, path: x }");
+        let err = PipelineConfig::from_yaml("demo.yml", &text).unwrap_err();
+        assert_eq!(err.path, "source.path");
+        assert!(err.message.contains("a `postgres` source takes its settings in `params:`"), "{err}");
+        let err = config.source.params.error_at(&["database"], "not reachable");
+        assert_eq!((err.path.as_str(), err.pos.map(|p| p.line)), ("source.params.database", Some(5)));
     }
 
     #[test]
