@@ -767,3 +767,97 @@ fn inserts_deletes_key_changes_and_huge_numbers_are_captured_as_written() {
     assert!(deleted["after"].is_null());
     assert!(stderr.contains("insert public.things 10"), "the log line: {stderr}");
 }
+
+/// A TCP proxy in front of PostgreSQL that can cut every connection through it at once.
+struct Cutter {
+    port: u16,
+    live: Arc<Mutex<Vec<std::net::TcpStream>>>,
+}
+
+impl Cutter {
+    fn start(to: u16) -> Cutter {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let live: Arc<Mutex<Vec<std::net::TcpStream>>> = Arc::new(Mutex::new(Vec::new()));
+        let registry = Arc::clone(&live);
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { return };
+                let Ok(server) = std::net::TcpStream::connect(("127.0.0.1", to)) else { continue };
+                let _ = client.set_nodelay(true);
+                let _ = server.set_nodelay(true);
+                {
+                    let mut live = registry.lock().unwrap();
+                    live.push(client.try_clone().unwrap());
+                    live.push(server.try_clone().unwrap());
+                }
+                for (mut from, mut to) in [(client.try_clone().unwrap(), server.try_clone().unwrap()), (server, client)]
+                {
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut to);
+                        let _ = to.shutdown(std::net::Shutdown::Both);
+                    });
+                }
+            }
+        });
+        Cutter { port, live }
+    }
+
+    /// Cuts every connection open through the proxy.
+    fn cut(&self) {
+        for stream in self.live.lock().unwrap().drain(..) {
+            let _ = stream.shutdown(std::net::Shutdown::Both);
+        }
+    }
+}
+
+#[test]
+fn connections_cut_again_and_again_lose_no_change() {
+    let pg = PgServer::start();
+    let receiver = Receiver::start(Behaviour::Ok);
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(dir.path(), "cut", QUICK_RETRY, 16);
+    orders(&pg, 40, dir.path(), &config, &receiver);
+    let cutter = Cutter::start(pg.port());
+    let through = format!("postgres://postgres@127.0.0.1:{}/postgres", cutter.port);
+    let mut child = Command::new(hopline_bin())
+        .arg("run")
+        .arg(&config)
+        .env("DATABASE_URL", &through)
+        .env("WEBHOOK_URL", receiver.url())
+        .env("WEBHOOK_SECRET", SECRET)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = collect(child.stderr.take().unwrap());
+    let observer = Observer { child, stderr, stdout: Arc::new(Mutex::new(String::new())) };
+    wait_started(&pg, "cut", &observer);
+    // The writer goes straight to the server; the observer's every connection is cut every
+    // 30 ms or so while the changes stream in, at whatever query it is in.
+    let writer = write_stream(&pg, 40, 10, 4, Duration::from_millis(3));
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let cutting = {
+        let done = Arc::clone(&done);
+        std::thread::spawn(move || {
+            let mut cuts = 0;
+            while !done.load(std::sync::atomic::Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(30));
+                cutter.cut();
+                cuts += 1;
+            }
+            cuts
+        })
+    };
+    let paid = writer.join().unwrap();
+    eventually(Duration::from_secs(60), "every change delivered", || {
+        event_ids(&receiver.requests()).into_iter().collect::<HashSet<_>>().len() as i64 >= paid
+    });
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    let cuts = cutting.join().unwrap();
+    assert!(cuts > 10, "the connections were cut {cuts} times");
+    let (_, stderr) = observer.stop();
+    assert!(stderr.contains("reconnect"), "{stderr}");
+    let distinct: HashSet<String> = event_ids(&receiver.requests()).into_iter().collect();
+    assert_eq!(distinct.len() as i64, paid, "every change delivered");
+}

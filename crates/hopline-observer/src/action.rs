@@ -123,7 +123,7 @@ impl Webhook {
         }
     }
 
-    /// The URL as spans and errors show it: no credentials, no query.
+    /// The receiver as errors and logs show it: scheme, host and port only.
     pub fn shown_url(&self) -> String {
         shown_url(&self.url)
     }
@@ -172,13 +172,14 @@ fn headers(specs: &[HeaderSpec], value: &dyn Fn(&HeaderSpec) -> String) -> Resul
         .collect()
 }
 
-/// `http://host[:port]/path`: no credentials (refused anyway), no query (it may hold a token).
+/// `http://host[:port]`: the receiver, without its path or query, which often hold a token
+/// (`/hooks/T0123/B456/s3cr3t`): what errors, logs, spans and the dead-letter queue show.
 pub fn shown_url(url: &crate::http::Url) -> String {
     let host = url.host();
     let host = if host.contains(':') { format!("[{host}]") } else { host.to_string() };
     match url.port() {
-        80 => format!("http://{host}{}", url.path()),
-        port => format!("http://{host}:{port}{}", url.path()),
+        80 => format!("http://{host}"),
+        port => format!("http://{host}:{port}"),
     }
 }
 
@@ -316,7 +317,7 @@ pub fn clean(text: &str, max_chars: usize) -> String {
     out
 }
 
-/// A transport error, with the URL as [`shown_url`] shows it (no credentials, no query).
+/// A transport error, naming the receiver as [`shown_url`] does (no path, no query).
 fn describe(e: &crate::http::Error, webhook: &Webhook) -> String {
     let text = if e.is_timeout() {
         format!("no answer within {} ms from {}", webhook.timeout.as_millis(), webhook.shown_url())
@@ -447,10 +448,10 @@ mod tests {
     }
 
     #[test]
-    fn urls_are_shown_without_credentials_or_query() {
-        let url = crate::http::Url::parse("http://hooks.example:8080/in?token=abc").unwrap();
-        assert_eq!(shown_url(&url), "http://hooks.example:8080/in");
-        assert_eq!(shown_url(&crate::http::Url::parse("http://[::1]/x").unwrap()), "http://[::1]/x");
+    fn urls_are_shown_without_path_or_query() {
+        let url = crate::http::Url::parse("http://hooks.example:8080/in/s3cr3t?token=abc").unwrap();
+        assert_eq!(shown_url(&url), "http://hooks.example:8080");
+        assert_eq!(shown_url(&crate::http::Url::parse("http://[::1]/x").unwrap()), "http://[::1]");
         assert!(parse_url("http://user:pw@hooks.example/in").is_err(), "credentials in a URL are refused");
         assert!(parse_url("https://hooks.example/in").unwrap_err().contains("TLS"));
     }

@@ -122,6 +122,16 @@ impl CheckpointSink {
             return;
         }
         self.last_idle_save = Instant::now();
+        if self.client.is_none() {
+            match self.database.connect() {
+                Ok(client) => self.client = Some(client),
+                Err(e) => {
+                    eprintln!("hopline: observer: the checkpoint cannot be saved yet: {e}; retrying");
+                    *self.idle.position.lock().expect("idle lock") = Some(position);
+                    return;
+                }
+            }
+        }
         let result = match &mut self.client {
             Some(client) => client.transaction().and_then(|mut tx| {
                 Self::move_checkpoint(&mut tx, &self.consumer, position)?;

@@ -376,9 +376,21 @@ impl Reader {
         }
     }
 
-    /// The next batch of changes, or none if nothing more has committed. Opens at most one new
-    /// window per call, so a busy database with nothing for this consumer is not read in a loop.
+    /// The next batch of changes, or none if nothing more has committed. All or nothing: when a
+    /// query fails (the connection broke), the reader is left where it was, so the batch is read
+    /// again after the reconnect rather than skipped.
     fn poll(&mut self) -> Result<Batch, postgres::Error> {
+        let before = (self.lo, self.hi, self.cursor, self.last, self.window_open, self.ahead.clone());
+        let result = self.read_next();
+        if result.is_err() {
+            (self.lo, self.hi, self.cursor, self.last, self.window_open, self.ahead) = before;
+        }
+        result
+    }
+
+    /// [`Reader::poll`]'s work. Opens at most one new window per call, so a busy database with
+    /// nothing for this consumer is not read in a loop.
+    fn read_next(&mut self) -> Result<Batch, postgres::Error> {
         let mut advanced = false;
         loop {
             while self.window_open {

@@ -173,7 +173,7 @@ impl Act {
             };
             if let Some(http) = &mut http {
                 http.set("http.request.method", "POST");
-                http.set("url.full", webhook.shown_url());
+                // Not `url.full`: a webhook's path often holds its token.
                 http.set("server.address", webhook.url.host());
                 http.set("server.port", i64::from(webhook.url.port()));
                 http.set("hopline.attempt", i64::from(attempt));
