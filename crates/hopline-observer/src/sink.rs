@@ -4,8 +4,8 @@
 //! given up (see `act`). In one transaction it files the batch's dead letters in `hopline.dlq`
 //! and moves the consumer's checkpoint to the batch's last change. So after any crash, a start
 //! resumes after the last saved batch: no change is lost, and the changes delivered again are at
-//! most those of the one batch in flight (`runtime.batch_size`). A dead letter is filed exactly
-//! once with its checkpoint. When the connection breaks, it reconnects with backoff and saves
+//! most those of the one batch in flight (`runtime.batch_size`, plus any it carries ahead of
+//! their window). A dead letter is filed exactly once with its checkpoint. When the connection breaks, it reconnects with backoff and saves
 //! again; nothing goes on until the save has been made.
 //!
 //! Changes delivered ahead of their window (see [`crate::source`]) are noted in `hopline.ahead`
