@@ -103,7 +103,7 @@ pub fn expand(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Str
     Ok(out)
 }
 
-/// A duration written as a whole number with a unit: `250ms`, `5s`, `2m`.
+/// A duration written as a whole number with a unit: `250ms`, `5s`, `2m` ([`parse_duration`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Dur(pub Duration);
 
@@ -114,23 +114,8 @@ impl<'de> Deserialize<'de> for Dur {
     }
 }
 
-/// Parses `250ms`, `5s`, `2m`: more than zero, at most an hour.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let expected = || format!("expected a duration such as `250ms`, `5s` or `2m`; found {text:?}");
-    let digits = text.chars().take_while(char::is_ascii_digit).count();
-    let (number, unit) = text.split_at(digits);
-    let n: u64 = number.parse().map_err(|_| expected())?;
-    let duration = match unit {
-        "ms" => Duration::from_millis(n),
-        "s" => Duration::from_secs(n),
-        "m" => Duration::from_secs(n.saturating_mul(60)),
-        _ => return Err(expected()),
-    };
-    if duration.is_zero() || duration > Duration::from_secs(3600) {
-        return Err(format!("expected a duration above zero and at most an hour; found {text:?}"));
-    }
-    Ok(duration)
-}
+/// Parses `250ms`, `5s`, `2m`: more than zero, at most an hour (the config's one rule).
+pub use hopline_model::config::parse_duration;
 
 /// Observer, action and consumer names: the config's own rule for names.
 pub use hopline_model::config::Name;
@@ -451,16 +436,6 @@ mod tests {
         assert!(s.is_one_reference());
         assert_eq!(format!("{s:?}"), "\"${DATABASE_URL}\"");
         assert!(!EnvString::expand("x${EMPTY}", &env).unwrap().is_one_reference());
-    }
-
-    #[test]
-    fn durations_take_a_unit() {
-        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
-        assert_eq!(parse_duration("5s").unwrap(), Duration::from_secs(5));
-        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
-        assert!(parse_duration("5").is_err());
-        assert!(parse_duration("0s").is_err());
-        assert!(parse_duration("2h").is_err());
     }
 
     #[test]

@@ -11,9 +11,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use hopline_model::config::{EffectiveTracing, Profile, TracingEnvError, TracingFlags};
-use hopline_model::{ConfigError, CorrelationId, Ends, Envelope, Message, NodeError, PipelineConfig, Registry};
+use hopline_model::{ConfigError, CorrelationId, Ends, Message, NodeError, PipelineConfig, Registry};
 
-use crate::adapters::{SinkError, Source, SourceError};
+use crate::adapters::{SinkError, SourceError, Stoppable};
 use crate::memory;
 use crate::multiprocess::{MultiprocessFailure, Supervised, WorkerProgram, supervise};
 use crate::narration::{Actor, Fields, Level, Narrator};
@@ -424,7 +424,7 @@ fn run_profile<M: Message>(
     let started = Instant::now();
     let result = ends.create_sink(config, base_dir, &output).map_err(RunError::Sink).and_then(|mut sink| {
         let tracer = traced.as_mut().map(RunTracing::tracer);
-        let mut source = Draining { inner: &mut *source, stop: &stop };
+        let mut source = Stoppable { inner: &mut *source, stop: &stop.stopping, records_in: None };
         memory::execute(&mut pipeline, &mut source, &mut *sink, config.runtime.batch_size, progress, tracer)
     });
     let elapsed = started.elapsed();
@@ -475,29 +475,6 @@ impl DrainOnSignal {
             signal_hook::consts::SIGTERM => Some("SIGTERM"),
             _ => None,
         }
-    }
-}
-
-/// A source that ends once a stop signal has come.
-struct Draining<'a, M> {
-    inner: &'a mut dyn Source<M>,
-    stop: &'a DrainOnSignal,
-}
-
-impl<M: Message> Source<M> for Draining<'_, M> {
-    fn next_batch(&mut self, out: &mut Vec<Envelope<M>>, max: usize) -> Result<bool, SourceError> {
-        if self.stop.stopping.load(Ordering::SeqCst) {
-            return Ok(false);
-        }
-        self.inner.next_batch(out, max)
-    }
-
-    fn position(&self) -> (u64, Option<u64>) {
-        self.inner.position()
-    }
-
-    fn idle(&mut self) -> bool {
-        self.inner.idle()
     }
 }
 

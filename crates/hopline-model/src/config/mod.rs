@@ -119,7 +119,7 @@ pub use observability::{
     BatchConfig, EffectiveTracing, Exporter, ObservabilityConfig, OtlpExport, OtlpProtocol, Ratio, RelativeTo, Sampler,
     SpanLevel, TraceFile, TracingConfig, TracingEnvError, TracingFlags,
 };
-pub use runtime::{KeySource, MultiprocessConfig, TransportConfig};
+pub use runtime::{KeySource, MultiprocessConfig, TransportConfig, parse_duration};
 pub use tree::{Pos, Yaml};
 
 /// A validated pipeline config. Adapter paths are as written (relative to the config file).

@@ -226,7 +226,8 @@ impl<'de> Deserialize<'de> for EnvName {
 }
 
 /// Reads `"<integer>ms"`, `"<integer>s"` or `"<integer>m"`: more than zero, at most an hour.
-fn parse_duration(text: &str) -> Result<Duration, String> {
+/// Every duration a config holds (apps' params included) reads this way.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let expected = || {
         format!(
             "expected a duration: a whole number with unit `ms`, `s` or `m`, such as `500ms`, `10s` or `2m`; found {text:?}"

@@ -31,7 +31,7 @@ use super::bootstrap::{Bootstrap, WorkerTracing};
 use super::control::{ControlReader, ControlWriter, GroupStatus, SUPERVISOR, ToSupervisor, ToWorker};
 use super::failure::{Failure, FailureKind, chain};
 use super::link::{LinkCounters, LinkSender, spawn_listener};
-use crate::adapters::{NdjsonSink, NdjsonSource, Sink, SinkError, Source, SourceError};
+use crate::adapters::{NdjsonSink, NdjsonSource, Sink, SinkError, Source, SourceError, Stoppable};
 use crate::memory::{self, Work};
 use crate::narration::{Actor, Fields, Level, Narrator};
 use crate::report::thousands;
@@ -411,7 +411,7 @@ impl<M: LineMessage + WireMessage> Worker<M> {
             counters.bytes_total.store(p.bytes_total.unwrap_or(u64::MAX), Ordering::Relaxed);
         };
         let mut source =
-            Stoppable { inner: &mut *self.source, stop: &self.stop, records_in: &self.counters.records_in };
+            Stoppable { inner: &mut *self.source, stop: &self.stop, records_in: Some(&self.counters.records_in) };
         let sink: &mut dyn Sink<M> = match &mut self.downstream {
             Some(link) => link,
             None => &mut *self.sink,
@@ -582,34 +582,6 @@ fn status_of(counters: &Counters, rejects: Option<&Arc<Mutex<FrameReader>>>, hol
         source_bytes: holds_source
             .then(|| (counters.bytes_read.load(Ordering::Relaxed), (total != u64::MAX).then_some(total))),
         tracing: None,
-    }
-}
-
-/// A source that reports exhaustion once a stop is requested (the drain of a graceful stop),
-/// and counts what it hands over as soon as it does (a batch that then fails still counts).
-struct Stoppable<'a, M> {
-    inner: &'a mut dyn Source<M>,
-    stop: &'a AtomicBool,
-    records_in: &'a AtomicU64,
-}
-
-impl<M: Message> Source<M> for Stoppable<'_, M> {
-    fn next_batch(&mut self, out: &mut Vec<Envelope<M>>, max: usize) -> Result<bool, SourceError> {
-        if self.stop.load(Ordering::SeqCst) {
-            return Ok(false);
-        }
-        let before = out.len();
-        let more = self.inner.next_batch(out, max)?;
-        self.records_in.fetch_add((out.len() - before) as u64, Ordering::Relaxed);
-        Ok(more)
-    }
-
-    fn position(&self) -> (u64, Option<u64>) {
-        self.inner.position()
-    }
-
-    fn idle(&mut self) -> bool {
-        self.inner.idle()
     }
 }
 
